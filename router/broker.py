@@ -1,0 +1,127 @@
+"""The only module that sends commands to Redis: it executes protocol Calls and a few plain commands.
+
+:class:`SyncBroker` and :class:`AsyncBroker` run the same :mod:`router.protocol` calls over redis-py's sync and
+asyncio clients. Scripts run by EVALSHA; after a Redis restart or failover empties the script cache, a NOSCRIPT
+reply is answered by sending the script's source once (which caches it again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from router.connection import AsyncRedis, SyncRedis
+from router.errors import BrokerError
+from router.keys import ServiceKeys
+from router.protocol import Call
+
+
+def _evalsha(call: Call) -> tuple[Any, ...]:
+    return ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+
+
+def _eval(call: Call) -> tuple[Any, ...]:
+    return ("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
+
+
+def _check(reply: Any, call: Call) -> Any:
+    if isinstance(reply, ResponseError):
+        raise BrokerError(f"Redis refused script {call.script.name!r}: {reply}") from reply
+    return reply
+
+
+class SyncBroker:
+    """Executes calls on a sync redis-py client (single server or cluster)."""
+
+    def __init__(self, client: SyncRedis) -> None:
+        self.client = client
+
+    def run(self, call: Call) -> Any:
+        """Run one call and return its raw reply."""
+        try:
+            return self.client.execute_command(*_evalsha(call))
+        except NoScriptError:
+            return self.client.execute_command(*_eval(call))
+        except ResponseError as exc:
+            raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
+
+    def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run calls in one round trip (a non-transactional pipeline); replies in order."""
+        if len(calls) == 1:
+            return [self.run(calls[0])]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*_evalsha(call))
+        replies = list(pipe.execute(raise_on_error=False))
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                replies[i] = self.client.execute_command(*_eval(calls[i]))
+            else:
+                _check(reply, calls[i])
+        return replies
+
+    def heartbeat(self, sk: ServiceKeys, worker_id: str, doc: str, now_ms: int, ttl_ms: int) -> None:
+        """Publish a worker's heartbeat and prune expired ones from the service's index."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(sk.worker(worker_id), doc, px=ttl_ms)
+        pipe.zadd(sk.workers, {worker_id: now_ms + ttl_ms})
+        pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
+        pipe.execute()
+
+    def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
+        """Withdraw a worker's heartbeat at clean exit."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(sk.worker(worker_id))
+        pipe.zrem(sk.workers, worker_id)
+        pipe.execute()
+
+    def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of a service's live workers."""
+        ids = self.client.zrangebyscore(sk.workers, now_ms, "+inf")
+        if not ids:
+            return []
+        docs = self.client.mget([sk.worker(i.decode()) for i in ids])
+        return [d for d in docs if d is not None]
+
+    def wait_wake(self, keys: Sequence[str], timeout_s: float) -> bool:
+        """Block until one of the wake lists (all in one slot) has a token or the timeout passes."""
+        return self.client.blpop(list(keys), timeout=timeout_s) is not None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AsyncBroker:
+    """Executes calls on an asyncio redis-py client."""
+
+    def __init__(self, client: AsyncRedis) -> None:
+        self.client = client
+
+    async def run(self, call: Call) -> Any:
+        """Run one call and return its raw reply."""
+        try:
+            return await self.client.execute_command(*_evalsha(call))
+        except NoScriptError:
+            return await self.client.execute_command(*_eval(call))
+        except ResponseError as exc:
+            raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
+
+    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run calls in one round trip; replies in order."""
+        if len(calls) == 1:
+            return [await self.run(calls[0])]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*_evalsha(call))
+        replies = list(await pipe.execute(raise_on_error=False))
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                replies[i] = await self.client.execute_command(*_eval(calls[i]))
+            else:
+                _check(reply, calls[i])
+        return replies
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,160 @@
+"""Enqueueing: guard, then route, then one script call per queue (``Client`` sync, ``AsyncClient`` asyncio).
+
+Both clients share the guard and :mod:`router.protocol`; only the transport differs. An enqueue is idempotent by
+task id (the script recognises a byte-identical repeat), so a connection error or timeout is retried with the same
+id and envelope; if every attempt fails the caller gets ``EnqueueOutcomeUnknown`` carrying the id to repeat with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router import protocol
+from router.broker import AsyncBroker, SyncBroker
+from router.connection import AsyncRedis, Role, SyncRedis, connect, connect_async
+from router.errors import EnqueueOutcomeUnknown, TaskIdConflict
+from router.guard import Clock, Guard, Route
+from router.keys import QueueKeys
+from router.registry import Registry
+from router.task import TaskInfo, TaskState
+
+#: An item of ``enqueue_many``: (type, payload) or (type, payload, options).
+BulkItem = Union[tuple[str, Mapping[str, Any]], tuple[str, Mapping[str, Any], Mapping[str, Any]]]
+
+ATTEMPTS = 3
+RETRY_PAUSE_S = 0.05
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    routes: list[Route]
+    calls: list[protocol.Call]
+    slots: list[list[int]]  # for each call, the indexes of its routes
+
+
+def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
+    """Guard every item first (so a refused item writes nothing), then group them into one call per queue."""
+    routes: list[Route] = []
+    for item in items:
+        options: Mapping[str, Any] = item[2] if len(item) == 3 else {}  # type: ignore[misc]
+        routes.append(guard.route(item[0], item[1], **options))
+    groups: dict[QueueKeys, list[int]] = {}
+    for i, route in enumerate(routes):
+        groups.setdefault(route.keys, []).append(i)
+    calls = [protocol.enqueue(qk, [(routes[i].task_id, routes[i].envelope) for i in idx]) for qk, idx in groups.items()]
+    return _Batch(routes, calls, list(groups.values()))
+
+
+def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
+    infos: list[TaskInfo] = []
+    conflicts: list[Route] = []
+    outcome: dict[int, int] = {}
+    for idx, reply in zip(batch.slots, replies):
+        for i, code in zip(idx, protocol.parse_enqueue(reply)):
+            outcome[i] = code
+    for i, route in enumerate(batch.routes):
+        if outcome[i] == protocol.ENQUEUE_CONFLICT:
+            conflicts.append(route)
+        else:
+            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, TaskState.PENDING))
+    if conflicts:
+        first = conflicts[0]
+        raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
+    return infos
+
+
+class Client:
+    """Enqueues tasks by type name; the registry decides the service, queue and key prefix."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        url: str | None = None,
+        *,
+        redis: SyncRedis | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.registry = registry
+        self.guard = Guard(registry, clock=clock)
+        self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
+
+    def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
+        """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``.
+
+        Raises a GuardError before touching Redis, ``TaskIdConflict`` if the id exists, or
+        ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
+        """
+        return self.enqueue_many([(task_type, payload, options)])[0]
+
+    def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
+        """Enqueue many tasks in one round trip; every item is guarded before anything is written."""
+        batch = _prepare(self.guard, items)
+        for attempt in range(ATTEMPTS):
+            try:
+                return _finish(batch, self._broker.run_many(batch.calls))
+            except _TRANSIENT as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise EnqueueOutcomeUnknown(batch.routes[0].task_id, exc) from exc
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._broker.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client`, sharing its guard and protocol."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        url: str | None = None,
+        *,
+        redis: AsyncRedis | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.registry = registry
+        self.guard = Guard(registry, clock=clock)
+        client = redis if redis is not None else connect_async(url or registry.redis_url, Role.PRODUCER)
+        self._broker = AsyncBroker(client)
+
+    async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
+        """Enqueue one task; see :meth:`Client.enqueue`."""
+        return (await self.enqueue_many([(task_type, payload, options)]))[0]
+
+    async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
+        """Enqueue many tasks in one round trip; see :meth:`Client.enqueue_many`."""
+        batch = _prepare(self.guard, items)
+        for attempt in range(ATTEMPTS):
+            try:
+                return _finish(batch, await self._broker.run_many(batch.calls))
+            except _TRANSIENT as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise EnqueueOutcomeUnknown(batch.routes[0].task_id, exc) from exc
+                await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._broker.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

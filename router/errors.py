@@ -1,0 +1,169 @@
+"""Every exception a user of router can meet, rooted at :class:`RouterError`.
+
+The tree, and what each branch means for the caller::
+
+    RouterError
+    ├── ConfigError              services.yaml is invalid: carries every Problem with file, line, column
+    ├── GuardError               an enqueue was refused before a byte reached Redis
+    │   ├── UnknownTaskType      the type is not in the registry (suggestions attached)
+    │   ├── PayloadInvalid       the payload fails its JSON Schema (every violation, with its JSON path)
+    │   ├── PayloadTooLarge      the encoded payload exceeds the registry's limit
+    │   └── InvalidOption        an enqueue option is out of range or names a queue the owner lacks
+    ├── EnqueueError             Redis was reached but the enqueue did not (certainly) happen
+    │   ├── TaskIdConflict       a task with this id already exists; nothing was written
+    │   └── EnqueueOutcomeUnknown  the call timed out; repeat it with the same task id
+    ├── BrokerError              Redis is unreachable or answered with an error router cannot handle
+    ├── HandlerError             service code disagrees with the registry
+    │   ├── DuplicateHandler     two handlers registered for one task type
+    │   └── HandlerMismatch      a worker's handlers differ from what the registry declares
+    └── TaskNotFound             an admin operation named a task id that does not exist
+
+:class:`SkipRetry` is not a RouterError: handlers raise it to archive a task at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class RouterError(Exception):
+    """Root of every error router raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a registry, where it is, and how to fix it."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    code: str = "invalid"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class ConfigError(RouterError):
+    """The registry could not be loaded; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        head = "\n".join(str(p) for p in self.problems[:20])
+        more = len(self.problems) - 20
+        suffix = f"\n... and {more} more problem(s)" if more > 0 else ""
+        super().__init__(f"{len(self.problems)} problem(s) in the registry:\n{head}{suffix}")
+
+
+class GuardError(RouterError):
+    """An enqueue was refused by the registry guard; nothing was written to Redis."""
+
+
+class UnknownTaskType(GuardError):
+    """The task type is not declared in services.yaml."""
+
+    def __init__(self, task_type: str, suggestions: Sequence[str] = ()) -> None:
+        self.task_type = task_type
+        self.suggestions = tuple(suggestions)
+        hint = f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(
+            f"unknown task type {task_type!r}: no service declares it in services.yaml.{hint} "
+            "Declare it under the owning service's `tasks:` or fix the name."
+        )
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One JSON Schema violation: where in the payload, and what is wrong."""
+
+    path: str
+    message: str
+
+
+class PayloadInvalid(GuardError):
+    """The payload does not match the task type's JSON Schema."""
+
+    def __init__(self, task_type: str, violations: Sequence[Violation]) -> None:
+        self.task_type = task_type
+        self.violations = tuple(violations)
+        lines = "; ".join(f"{v.path}: {v.message}" for v in self.violations)
+        super().__init__(
+            f"payload for {task_type!r} does not match its schema: {lines}. "
+            "Fix the payload, or change the task's `payload` schema in services.yaml."
+        )
+
+
+class PayloadTooLarge(GuardError):
+    """The encoded payload is larger than the registry allows."""
+
+    def __init__(self, task_type: str, size: int, limit: int) -> None:
+        self.task_type = task_type
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"payload for {task_type!r} is {size} bytes, over the limit of {limit}. Store large data "
+            "elsewhere and pass a reference, or raise `limits.max_payload_bytes` in services.yaml."
+        )
+
+
+class InvalidOption(GuardError):
+    """An enqueue option is malformed or contradicts the registry."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(f"invalid enqueue option {option!r}: {message}")
+
+
+class EnqueueError(RouterError):
+    """Redis was reached, but the enqueue did not certainly take effect."""
+
+
+class TaskIdConflict(EnqueueError):
+    """A task with this id already exists in the queue; nothing was written."""
+
+    def __init__(self, task_id: str, service: str, queue: str, enqueued: Sequence[object] = ()) -> None:
+        self.task_id = task_id
+        self.service = service
+        self.queue = queue
+        #: For enqueue_many: the TaskInfo of every other item of the batch, which were enqueued.
+        self.enqueued = tuple(enqueued)
+        super().__init__(
+            f"task id {task_id!r} already exists in {service}/{queue}; that task was not enqueued again. "
+            "Use a new id, or treat this as success if you are repeating an enqueue."
+        )
+
+
+class EnqueueOutcomeUnknown(EnqueueError):
+    """The enqueue timed out or lost its connection after sending: it may or may not have happened."""
+
+    def __init__(self, task_id: str, cause: BaseException) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"enqueue of task {task_id!r} may or may not have happened ({cause}). Repeat the enqueue with "
+            f"task_id={task_id!r}: it will either enqueue it or raise TaskIdConflict, never a duplicate."
+        )
+
+
+class BrokerError(RouterError):
+    """Redis is unreachable or refused a command (connection, auth, ACL, out of memory)."""
+
+
+class HandlerError(RouterError):
+    """Service code and the registry disagree about handlers."""
+
+
+class DuplicateHandler(HandlerError):
+    """Two handlers were registered for one task type."""
+
+
+class HandlerMismatch(HandlerError):
+    """A worker's handler set differs from what services.yaml declares for its service."""
+
+
+class TaskNotFound(RouterError):
+    """An operation named a task id that does not exist."""
+
+
+class SkipRetry(Exception):  # noqa: N818 - the name users know from Asynq
+    """Raise from a handler to archive the task at once instead of retrying it."""

@@ -1,0 +1,153 @@
+"""The enqueue-time guard: registry lookup, option checks and payload validation, with no I/O.
+
+``Guard.route`` turns (task type, payload, options) into a :class:`Route` (service, queue, keys, task id and the
+encoded envelope) or raises a :class:`~router.errors.GuardError`, so a refused enqueue never writes to Redis.
+The sync and asyncio clients both call it; compiled payload validators and queue keys are cached per type.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from jsonschema.protocols import Validator
+
+from router.envelope import encode_new, encode_payload
+from router.errors import InvalidOption, PayloadInvalid, PayloadTooLarge, UnknownTaskType, Violation
+from router.keys import QueueKeys, check_task_id
+from router.registry import Registry, TaskSpec
+
+Clock = Callable[[], float]
+MAX_RETRY_LIMIT = 1000
+
+
+def new_task_id() -> str:
+    """A random 16-character URL-safe id (96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an accepted enqueue goes and what it writes."""
+
+    task_id: str
+    task_type: str
+    service: str
+    queue: str
+    keys: QueueKeys
+    envelope: str
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    spec: TaskSpec
+    validator: Validator
+    keys: QueueKeys
+
+
+class Guard:
+    """Routes enqueues by the registry and refuses bad ones before they reach Redis."""
+
+    def __init__(self, registry: Registry, *, clock: Clock = time.time) -> None:
+        self.registry = registry
+        self._clock = clock
+        self._compiled: dict[str, _Compiled] = {}
+        self._queue_keys: dict[tuple[str, str], QueueKeys] = {}
+
+    def route(
+        self,
+        task_type: str,
+        payload: Mapping[str, Any],
+        *,
+        queue: str | None = None,
+        max_retry: int | None = None,
+        timeout_s: float | None = None,
+        task_id: str | None = None,
+    ) -> Route:
+        """Check one enqueue and encode it; raises a GuardError subclass saying what to fix."""
+        compiled = self._compiled.get(task_type) or self._compile(task_type)
+        spec = compiled.spec
+        keys = compiled.keys if queue is None or queue == spec.queue else self._override_queue(spec, queue)
+        extra: dict[str, Any] | None = None
+        if max_retry is not None or timeout_s is not None:
+            extra = self._overrides(max_retry, timeout_s)
+        if task_id is None:
+            task_id = new_task_id()
+        else:
+            try:
+                check_task_id(task_id)
+            except ValueError as exc:
+                raise InvalidOption("task_id", str(exc)) from None
+        if not isinstance(payload, Mapping):
+            raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {type(payload).__name__}")])
+        if not compiled.validator.is_valid(payload):
+            raise PayloadInvalid(task_type, _violations(compiled.validator, payload))
+        try:
+            payload_json = encode_payload(payload)
+        except (TypeError, ValueError) as exc:
+            raise PayloadInvalid(task_type, [Violation("$", f"not representable as JSON: {exc}")]) from None
+        limit = self.registry.max_payload_bytes
+        if len(payload_json) * 4 > limit:  # cheap bound first: UTF-8 is at most 4 bytes a character
+            size = len(payload_json.encode("utf-8"))
+            if size > limit:
+                raise PayloadTooLarge(task_type, size, limit)
+        envelope = encode_new(task_type, payload_json, int(self._clock() * 1000), extra)
+        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope)
+
+    def _compile(self, task_type: str) -> _Compiled:
+        spec = self.registry.tasks.get(task_type)
+        if spec is None:
+            names = list(self.registry.tasks)
+            raise UnknownTaskType(task_type, difflib.get_close_matches(str(task_type), names, n=3, cutoff=0.6))
+        cls = jsonschema.validators.validator_for(spec.payload_schema)
+        validator: Validator = cls(spec.payload_schema, format_checker=cls.FORMAT_CHECKER)
+        compiled = _Compiled(spec, validator, self._keys(spec.service, spec.queue))
+        self._compiled[task_type] = compiled
+        return compiled
+
+    def _keys(self, service: str, queue: str) -> QueueKeys:
+        qk = self._queue_keys.get((service, queue))
+        if qk is None:
+            svc = self.registry.services[service]
+            qk = QueueKeys.for_queue(svc.prefix, service, queue)
+            self._queue_keys[(service, queue)] = qk
+        return qk
+
+    def _override_queue(self, spec: TaskSpec, queue: str) -> QueueKeys:
+        svc = self.registry.services[spec.service]
+        if svc.queue(queue) is None:
+            names = ", ".join(q.name for q in svc.queues)
+            raise InvalidOption(
+                "queue",
+                f"service {spec.service!r} (owner of {spec.type!r}) has no queue {queue!r}; "
+                f"use one of: {names}",
+            )
+        return self._keys(spec.service, queue)
+
+    @staticmethod
+    def _overrides(max_retry: int | None, timeout_s: float | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if max_retry is not None:
+            if not isinstance(max_retry, int) or isinstance(max_retry, bool) or not 0 <= max_retry <= MAX_RETRY_LIMIT:
+                raise InvalidOption("max_retry", f"must be an integer from 0 to {MAX_RETRY_LIMIT}, got {max_retry!r}")
+            extra["r"] = max_retry
+        if timeout_s is not None:
+            ok = isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool)
+            if not ok or not math.isfinite(timeout_s) or timeout_s <= 0:
+                raise InvalidOption("timeout_s", f"must be a positive number of seconds, got {timeout_s!r}")
+            extra["to"] = timeout_s
+        return extra
+
+
+def _violations(validator: Validator, payload: Mapping[str, Any]) -> list[Violation]:
+    out = []
+    for err in sorted(validator.iter_errors(payload), key=lambda e: list(map(str, e.absolute_path))):
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        out.append(Violation(path, err.message))
+    return out

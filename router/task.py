@@ -1,0 +1,49 @@
+"""What a handler receives (:class:`Task`) and what an enqueue returns (:class:`TaskInfo`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class TaskState(str, Enum):
+    """The state machine of a task; each task id is in exactly one state's structure at a time."""
+
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETRY = "retry"
+    ARCHIVED = "archived"
+    COMPLETED = "completed"
+    AGGREGATING = "aggregating"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One delivery of a task to a handler.
+
+    ``attempt`` starts at 1 and counts deliveries that ended in failure or a lost lease, plus this one.
+    """
+
+    id: str
+    type: str
+    payload: Mapping[str, Any]
+    service: str
+    queue: str
+    attempt: int
+    max_retry: int
+    timeout_s: float
+    enqueued_at_ms: int
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Where an enqueued task went and the state it is in."""
+
+    id: str
+    type: str
+    service: str
+    queue: str
+    state: TaskState

@@ -1,0 +1,535 @@
+"""The worker: leases a service's tasks in batches, runs them, and settles each outcome atomically.
+
+One main loop owns all Redis traffic of the process except the idle wake-up threads: it acknowledges finished
+tasks and fetches new ones in the same round trip, extends leases of running tasks, runs the maintenance script
+(crash recovery, due retries), publishes heartbeats and handles signals. Handlers run in
+:mod:`router.execution`. Every transition checks the delivery token, so a worker that lost its lease cannot
+complete a task another worker now owns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router import protocol
+from router.backoff import Backoff, exponential_jitter
+from router.broker import SyncBroker
+from router.connection import Role, SyncRedis, connect
+from router.envelope import Envelope, MalformedMessage, decode, encode
+from router.errors import BrokerError, HandlerMismatch, SkipRetry
+from router.execution import HandlerRunner, HandlerTimeout, Middleware, Outcome
+from router.guard import Clock
+from router.handlers import handler_mismatches
+from router.keys import QueueKeys, ServiceKeys, check_task_id
+from router.registry import PriorityMode, Registry, ServiceSpec
+from router.service import HandlerEntry, Service
+from router.task import Task
+from router.waker import Waker
+
+log = structlog.get_logger("router.worker")
+
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError)
+_DONE, _WAKE, _SIGNAL, _FATAL = range(4)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Tunables of one worker process; defaults suit production, tests compress the timings."""
+
+    concurrency: int = 10
+    lease_s: float = 30.0
+    shutdown_timeout_s: float = 10.0
+    heartbeat_s: float = 5.0
+    maintenance_s: float = 5.0
+    recovery_grace_s: float = 1.0
+    archive_max_size: int = 10_000
+    archive_max_age_s: float = 90 * 86400.0
+
+
+@dataclass
+class _Running:
+    """A delivery in progress."""
+
+    qk: QueueKeys
+    member: str
+    task: Task
+    envelope: Envelope
+    deadline: float  # monotonic time at which the handler times out
+    abandoned: bool = False  # timed out or requeued: its outcome is discarded when it finally returns
+
+
+@dataclass
+class _State:
+    running: dict[str, _Running] = field(default_factory=dict)
+    acks: dict[QueueKeys, list[protocol.Completion]] = field(default_factory=dict)
+    fetching: bool = True
+    stopping: bool = False
+    stop_deadline: float = 0.0
+    immediate: bool = False
+    outage_since: float | None = None
+
+
+class Worker:
+    """Processes one service's tasks from its own queues.
+
+    ``run()`` works until SIGTERM/SIGINT (or :meth:`stop`); ``run(burst=True)`` drains what is due and returns.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        app: Service,
+        *,
+        service: str | None = None,
+        url: str | None = None,
+        redis: SyncRedis | None = None,
+        concurrency: int | None = None,
+        settings: WorkerSettings | None = None,
+        middleware: Sequence[Middleware] = (),
+        backoff: Backoff | None = None,
+        clock: Clock = time.time,
+        allow_handler_mismatch: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.app = app
+        self.spec: ServiceSpec = registry.service(service or app.name)
+        base = settings or WorkerSettings(concurrency=self.spec.concurrency)
+        if concurrency is not None:
+            base = WorkerSettings(**{**base.__dict__, "concurrency": concurrency})
+        self.settings = base
+        self.url = url or registry.redis_url
+        self._redis = redis
+        self._middleware = tuple(middleware)
+        self._backoff = backoff or exponential_jitter()
+        self._clock = clock
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.queues = [QueueKeys.for_queue(self.spec.prefix, self.spec.name, q.name) for q in self.spec.queues]
+        self._weights = [q.weight for q in self.spec.queues]
+        self._service_keys = ServiceKeys.for_service(self.spec.prefix, self.spec.name)
+        self._events: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
+        self._state = _State()
+        self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
+        problems = handler_mismatches(registry, self.spec.name, app)
+        if problems and not allow_handler_mismatch:
+            raise HandlerMismatch(
+                f"worker for service {self.spec.name!r} refuses to start: "
+                + "; ".join(problems)
+                + ". Fix the handlers or services.yaml (run `router validate --import`)."
+            )
+        for p in problems:
+            log.warning("handler_mismatch_overridden", service=self.spec.name, problem=p)
+
+    # -- public ---------------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running worker to shut down gracefully (thread-safe, like SIGTERM)."""
+        self._events.put((_SIGNAL, signal.SIGTERM, None))
+
+    def run(self, burst: bool = False) -> None:
+        """Process tasks until stopped, or with ``burst`` until nothing is pending or running."""
+        client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
+        self._broker = SyncBroker(client)
+        self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._middleware)
+        waker = Waker([qk.wake for qk in self.queues], self._blocking_broker, self._on_wake, self._on_fatal)
+        previous = self._install_signals()
+        log.info(
+            "worker_started",
+            service=self.spec.name,
+            worker_id=self.worker_id,
+            queues=[q.queue for q in self.queues],
+            concurrency=self.settings.concurrency,
+            burst=burst,
+        )
+        try:
+            if not burst:
+                waker.start()
+            self._loop(burst, waker)
+        finally:
+            waker.stop()
+            self._shutdown()
+            self._restore_signals(previous)
+            log.info("worker_stopped", service=self.spec.name, worker_id=self.worker_id, **self.stats)
+
+    # -- main loop ------------------------------------------------------------------------------------------------
+    def _loop(self, burst: bool, waker: Waker) -> None:
+        st = self._state
+        s = self.settings
+        now_m = time.monotonic()
+        next_extend = now_m + s.lease_s / 3
+        next_heartbeat = now_m
+        next_maintenance = now_m
+        backoff = 0.05
+        while True:
+            self._drain_events(block_s=0.0)
+            if st.stopping and (not st.running or st.immediate or time.monotonic() >= st.stop_deadline):
+                return
+            try:
+                fetched, empty = self._settle_and_fetch()
+                now_m = time.monotonic()
+                if now_m >= next_extend:
+                    self._extend_leases()
+                    next_extend = now_m + s.lease_s / 3
+                if now_m >= next_heartbeat and not burst:
+                    self._heartbeat()
+                    next_heartbeat = now_m + s.heartbeat_s
+                if now_m >= next_maintenance or (burst and empty and not st.running):
+                    promoted, next_maintenance = self._maintain(now_m)
+                    if burst and empty and not st.running and not promoted and not fetched:
+                        return
+                    if promoted:
+                        continue
+                self._check_timeouts(now_m)
+                if st.outage_since is not None:
+                    log.info("redis_available", outage_s=round(time.monotonic() - st.outage_since, 3))
+                    st.outage_since = None
+                backoff = 0.05
+            except _TRANSIENT as exc:
+                if st.outage_since is None:
+                    st.outage_since = time.monotonic()
+                    log.warning("redis_unavailable", error=str(exc))
+                self._drain_events(block_s=backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if fetched and len(st.running) < s.concurrency:
+                continue  # the queue may hold more: fetch again before sleeping
+            if empty and st.fetching and not st.stopping:
+                waker.arm()
+            wake_at = min(next_extend, next_maintenance, self._next_timeout())
+            if not burst:
+                wake_at = min(wake_at, next_heartbeat)
+            if st.stopping:
+                wake_at = min(wake_at, st.stop_deadline)
+            self._drain_events(block_s=max(0.0, wake_at - time.monotonic()))
+
+    def _drain_events(self, block_s: float) -> None:
+        events = self._events
+        try:
+            ev = events.get(timeout=block_s) if block_s > 0 else events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            kind, a, b = ev
+            if kind == _DONE:
+                self._settle(a, b)
+            elif kind == _SIGNAL:
+                self._on_signal_event(a)
+            elif kind == _FATAL:
+                raise RuntimeError("a worker thread died; exiting rather than running half-alive") from a
+            try:
+                ev = events.get_nowait()
+            except queue.Empty:
+                return
+
+    # -- fetch and settle -----------------------------------------------------------------------------------------
+    def _queue_order(self) -> list[QueueKeys]:
+        if self.spec.priority is PriorityMode.STRICT or len(self.queues) == 1:
+            return sorted(self.queues, key=lambda qk: -self._weights[self.queues.index(qk)])
+        # Weighted: the first queue is drawn by weight, the rest follow in weighted random order.
+        order: list[QueueKeys] = []
+        pool = list(zip(self.queues, self._weights))
+        while pool:
+            pick = random.choices(range(len(pool)), weights=[w for _, w in pool])[0]
+            order.append(pool.pop(pick)[0])
+        return order
+
+    def _settle_and_fetch(self) -> tuple[int, bool]:
+        """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty)."""
+        st = self._state
+        ack_calls = self._ack_calls()
+        free = self.settings.concurrency - len(st.running)
+        if not st.fetching or st.stopping or free <= 0:
+            if ack_calls:
+                self._apply_acks(ack_calls, self._broker.run_many(ack_calls))
+            return 0, False
+        fetched = 0
+        deadline_ms = int((self._clock() + self.settings.lease_s) * 1000)
+        for qk in self._queue_order():
+            calls = [*ack_calls, protocol.dequeue(qk, deadline_ms, free)]
+            replies = self._broker.run_many(calls)
+            self._apply_acks(ack_calls, replies)
+            ack_calls = []
+            deliveries = protocol.parse_dequeue(replies[-1])
+            for d in deliveries:
+                self._dispatch(qk, d)
+            fetched += len(deliveries)
+            free -= len(deliveries)
+            if free <= 0:
+                return fetched, False
+        return fetched, fetched == 0
+
+    def _ack_calls(self) -> list[protocol.Call]:
+        """Ack calls for the completions gathered so far; they stay queued until a round trip succeeds."""
+        acks = self._state.acks
+        if not acks:
+            return []
+        now_ms = int(self._clock() * 1000)
+        return [protocol.ack(qk, now_ms, items) for qk, items in acks.items()]
+
+    def _apply_acks(self, calls: list[protocol.Call], replies: Sequence[Any]) -> None:
+        if not calls:
+            return
+        self._state.acks = {}
+        for call, reply in zip(calls, replies):
+            stale = protocol.parse_members(reply)
+            self.stats["processed"] += (len(call.args) - 1) // 3 - len(stale)
+            self.stats["stale"] += len(stale)
+            for member in stale:
+                log.warning("stale_completion_refused", member=member, reason="lease no longer held")
+
+    def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> None:
+        try:
+            check_task_id(d.task_id)
+            env = decode(d.envelope)
+        except ValueError as exc:
+            self._archive_raw(qk, d, "malformed", str(exc))
+            return
+        except MalformedMessage as exc:
+            self._archive_raw(qk, d, exc.reason, exc.detail)
+            return
+        spec = self.registry.tasks.get(env.type)
+        entry: HandlerEntry | None = self.app.get(env.type)
+        if spec is None or spec.service != self.spec.name or entry is None:
+            owner = spec.service if spec else "no service"
+            self._archive(qk, d.member, env, "unknown_type", f"{env.type!r} has no handler here (owner: {owner})")
+            return
+        max_retry = env.max_retry if env.max_retry is not None else spec.max_retry
+        failures = env.failures + d.lost_leases
+        if d.lost_leases and failures > max_retry:
+            err = f"lease expired {d.lost_leases} time(s): the worker running it died or stalled"
+            self._archive(qk, d.member, env, "lease_expired", err)
+            return
+        timeout_s = env.timeout_s or spec.timeout_s
+        task = Task(
+            d.task_id, env.type, env.payload, self.spec.name, qk.queue, failures + 1, max_retry, timeout_s,
+            env.enqueued_at_ms,
+        )
+        self._state.running[d.member] = _Running(qk, d.member, task, env, time.monotonic() + timeout_s)
+        self._runner.submit(d.member, entry, task)
+
+    def _on_done(self, key: object, outcome: Outcome) -> None:
+        self._events.put((_DONE, key, outcome))
+
+    def _settle(self, member: str, outcome: Outcome) -> None:
+        run = self._state.running.pop(member, None)
+        if run is None or run.abandoned:
+            return
+        if outcome.error is None:
+            self._complete(run, outcome.result)
+        else:
+            self._fail(run, outcome.error)
+
+    def _complete(self, run: _Running, result: Any) -> None:
+        spec = self.registry.tasks[run.task.type]
+        if spec.retention_s:
+            keep_until = int((self._clock() + spec.retention_s) * 1000)
+            env = encode(_with_result(run.envelope, result))
+            item = protocol.Completion(member=run.member, retain_until_ms=keep_until, envelope=env)
+        else:
+            item = protocol.Completion(member=run.member)
+        self._state.acks.setdefault(run.qk, []).append(item)
+
+    def _fail(self, run: _Running, error: BaseException) -> None:
+        env, task = run.envelope, run.task
+        message = f"{type(error).__name__}: {error}"
+        failures = task.attempt
+        if isinstance(error, SkipRetry):
+            self._archive(run.qk, run.member, env, "skip_retry", message, failures=failures)
+        elif failures > task.max_retry:
+            self._archive(run.qk, run.member, env, "max_retry_exceeded", message, failures=failures)
+        else:
+            delay = self._backoff(failures, error)
+            retry_at = int((self._clock() + delay) * 1000)
+            new_env = encode(Envelope(**{**env.__dict__, "failures": failures, "last_error": message[:2000]}))
+            ok = self._broker.run(protocol.retry(run.qk, run.member, retry_at, new_env))
+            self._count(ok, "retried")
+            log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
+                     retry_in_s=round(delay, 3), error=message[:500])
+
+    def _archive(
+        self, qk: QueueKeys, member: str, env: Envelope, reason: str, error: str, failures: int | None = None
+    ) -> None:
+        fields = {**env.__dict__, "reason": reason, "last_error": error[:2000]}
+        if failures is not None:
+            fields["failures"] = failures
+        s = self.settings
+        now_ms = int(self._clock() * 1000)
+        call = protocol.archive(qk, member, now_ms, encode(Envelope(**fields)), s.archive_max_size,
+                                int(s.archive_max_age_s * 1000))
+        self._count(self._broker.run(call), "archived")
+        log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
+
+    def _archive_raw(self, qk: QueueKeys, d: protocol.RawDelivery, reason: str, detail: str) -> None:
+        raw = d.envelope or b""
+        text = raw.decode("utf-8", "backslashreplace")
+        keep = {"raw": text[:1_000_000], "raw_bytes": len(raw)}
+        env = Envelope(type="<undecodable>", payload=keep, enqueued_at_ms=0)
+        self._archive(qk, d.member, env, reason, detail)
+
+    def _count(self, ok: Any, what: str) -> None:
+        if int(ok) == 1:
+            self.stats[what] += 1
+            self.stats["failed"] += 1
+        else:
+            self.stats["stale"] += 1
+            log.warning("stale_completion_refused", what=what, reason="lease no longer held")
+
+    # -- leases, maintenance, heartbeat ----------------------------------------------------------------------------
+    def _extend_leases(self) -> None:
+        by_queue: dict[QueueKeys, list[str]] = {}
+        for run in self._state.running.values():
+            if not run.abandoned:
+                by_queue.setdefault(run.qk, []).append(run.member)
+        if not by_queue:
+            return
+        deadline_ms = int((self._clock() + self.settings.lease_s) * 1000)
+        calls = [protocol.extend(qk, deadline_ms, members) for qk, members in by_queue.items()]
+        for reply in self._broker.run_many(calls):
+            for member in protocol.parse_members(reply):
+                log.warning("lease_lost", member=member, hint="another worker may run this task again")
+
+    def _maintain(self, now_m: float) -> tuple[int, float]:
+        now_ms = int(self._clock() * 1000)
+        cutoff = now_ms - int(self.settings.recovery_grace_s * 1000)
+        replies = self._broker.run_many([protocol.maintain(qk, now_ms, cutoff) for qk in self.queues])
+        promoted = 0
+        next_at = now_m + self.settings.maintenance_s
+        for qk, reply in zip(self.queues, replies):
+            r = protocol.parse_maintain(reply)
+            promoted += r.recovered + r.promoted
+            if r.recovered:
+                log.warning("leases_recovered", queue=qk.queue, count=r.recovered)
+            if r.next_due_ms is not None:
+                due_in = (r.next_due_ms - now_ms) / 1000 + self.settings.recovery_grace_s
+                next_at = min(next_at, now_m + max(0.01, due_in))
+        return promoted, next_at
+
+    def _heartbeat(self) -> None:
+        doc = {
+            "id": self.worker_id,
+            "service": self.spec.name,
+            "queues": [qk.queue for qk in self.queues],
+            "handlers": sorted(self.app),
+            "concurrency": self.settings.concurrency,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "active": len(self._state.running),
+            "at_ms": int(self._clock() * 1000),
+        }
+        ttl_ms = int(self.settings.heartbeat_s * 3 * 1000)
+        self._broker.heartbeat(self._service_keys, self.worker_id, json.dumps(doc), doc["at_ms"], ttl_ms)
+
+    def _next_timeout(self) -> float:
+        running = self._state.running
+        if not running:
+            return float("inf")
+        return min((r.deadline for r in running.values() if not r.abandoned), default=float("inf"))
+
+    def _check_timeouts(self, now_m: float) -> None:
+        for run in list(self._state.running.values()):
+            if run.abandoned or now_m < run.deadline:
+                continue
+            if self._runner.cancel(run.member):
+                continue  # the async handler is cancelled and reports HandlerTimeout itself
+            # A sync handler cannot be interrupted: fail the delivery now (another attempt may run it), keep the
+            # slot occupied until the thread returns, and discard whatever it returns.
+            run.abandoned = True
+            log.warning("handler_timeout", task_id=run.task.id, type=run.task.type, timeout_s=run.task.timeout_s,
+                        note="sync handler keeps its thread until it returns; its result will be discarded")
+            self._fail(run, HandlerTimeout(run.task.timeout_s))
+
+    # -- signals and shutdown ---------------------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        wanted = [signal.SIGTERM, signal.SIGINT]
+        if hasattr(signal, "SIGTSTP"):
+            wanted.append(signal.SIGTSTP)
+        for sig in wanted:
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._events.put((_SIGNAL, signum, None))
+
+    def _on_signal_event(self, signum: int) -> None:
+        st = self._state
+        name = signal.Signals(signum).name
+        if signum == getattr(signal, "SIGTSTP", None):
+            st.fetching = False
+            log.warning("signal_received", signal=name, action="stop fetching; running tasks continue")
+            return
+        if st.stopping and signum == signal.SIGINT:
+            st.immediate = True
+            log.warning("signal_received", signal=name, action="exit now; requeue running tasks")
+            return
+        if not st.stopping:
+            st.stopping = True
+            st.stop_deadline = time.monotonic() + self.settings.shutdown_timeout_s
+            log.warning("signal_received", signal=name, action="stop fetching; wait for running tasks",
+                        shutdown_timeout_s=self.settings.shutdown_timeout_s, running=len(st.running))
+
+    def _on_wake(self) -> None:
+        self._events.put((_WAKE, None, None))
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        self._events.put((_FATAL, exc, None))
+
+    def _blocking_broker(self) -> SyncBroker:
+        return SyncBroker(connect(self.url, Role.BLOCKING))
+
+    def _shutdown(self) -> None:
+        """Flush acks, put unfinished tasks back to pending at once, withdraw the heartbeat."""
+        st = self._state
+        try:
+            self._drain_events(block_s=0.0)
+        except RuntimeError:
+            pass
+        self._runner.shutdown()
+        try:
+            calls = self._ack_calls()
+            if calls:
+                self._apply_acks(calls, self._broker.run_many(calls))
+            by_queue: dict[QueueKeys, list[str]] = {}
+            for run in st.running.values():
+                if not run.abandoned:
+                    run.abandoned = True
+                    by_queue.setdefault(run.qk, []).append(run.member)
+            if by_queue:
+                replies = self._broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
+                n = sum(int(r) for r in replies)
+                self.stats["requeued"] += n
+                log.warning("tasks_requeued_at_shutdown", count=n)
+            self._broker.remove_worker(self._service_keys, self.worker_id)
+        except (*_TRANSIENT, BrokerError) as exc:
+            log.error("shutdown_incomplete", error=str(exc),
+                      hint="unfinished tasks return to pending when their lease expires")
+        finally:
+            self._broker.close()
+
+
+def _with_result(env: Envelope, result: Any) -> Envelope:
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        result = repr(result)[:10_000]
+    return Envelope(**{**env.__dict__, "result": result})
