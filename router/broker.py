@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from router.connection import AsyncRedis, SyncRedis
 from router.errors import BrokerError
-from router.keys import ServiceKeys
+from router.keys import QueueKeys, ServiceKeys
 from router.protocol import Call
 
 
@@ -84,6 +84,23 @@ class SyncBroker:
             return []
         docs = self.client.mget([sk.worker(i.decode()) for i in ids])
         return [d for d in docs if d is not None]
+
+    def queue_sizes(self, queues: Sequence[QueueKeys]) -> list[dict[str, int]]:
+        """Number of tasks in each state, per queue, in one round trip per slot."""
+        pipe = self.client.pipeline(transaction=False)
+        for qk in queues:
+            pipe.llen(qk.pending)
+            for key in (qk.active, qk.scheduled, qk.retry, qk.archived, qk.completed):
+                pipe.zcard(key)
+        raw = pipe.execute()
+        names = ("pending", "active", "scheduled", "retry", "archived", "completed")
+        return [dict(zip(names, (int(x) for x in raw[i * 6 : i * 6 + 6]))) for i in range(len(queues))]
+
+    def messages(self, qk: QueueKeys, task_ids: Sequence[str]) -> list[bytes | None]:
+        """Stored envelopes of ``task_ids`` in one queue (None where absent)."""
+        if not task_ids:
+            return []
+        return list(self.client.hmget(qk.messages, list(task_ids)))
 
     def wait_wake(self, keys: Sequence[str], timeout_s: float) -> bool:
         """Block until one of the wake lists (all in one slot) has a token or the timeout passes."""

@@ -4,7 +4,8 @@ An envelope is compact, versioned JSON that any language can write (see ``schema
 The task id is not repeated inside it: the id is the field under which the envelope is stored in ``Q:msg``.
 Fields: ``v`` version (1), ``t`` task type, ``p`` payload object, ``e`` enqueue time (ms since the epoch),
 and optional ``r`` max_retry override, ``to`` timeout override (s), ``dl`` deadline (ms), ``n`` failed
-deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result.
+deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result, ``by`` the
+``<service>/<worker id>`` that completed it.
 Decoding never trusts its input: anything malformed raises :class:`MalformedMessage` with a reason, so the
 worker can dead-letter it instead of crashing.
 """
@@ -46,6 +47,7 @@ class Envelope:
     last_error: str | None = None
     reason: str | None = None
     result: Any = None
+    completed_by: str | None = None
 
     def with_failure(self, error: str, reason: str | None = None) -> Envelope:
         """A copy recording one more failed delivery and its error."""
@@ -76,6 +78,7 @@ def encode(env: Envelope) -> str:
         "err": env.last_error,
         "why": env.reason,
         "res": env.result,
+        "by": env.completed_by,
     }
     doc.update((k, v) for k, v in optional.items() if v is not None)
     doc["p"] = env.payload
@@ -114,6 +117,7 @@ def decode(raw: bytes | str | None) -> Envelope:
         last_error=_opt(doc, "err", str),
         reason=_opt(doc, "why", str),
         result=doc.get("res"),
+        completed_by=_opt(doc, "by", str),
     )
 
 

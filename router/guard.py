@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 from jsonschema.protocols import Validator
 
 from router.envelope import encode_new, encode_payload
 from router.errors import InvalidOption, PayloadInvalid, PayloadTooLarge, UnknownTaskType, Violation
 from router.keys import QueueKeys, check_task_id
+from router.payloads import payload_validator, payload_violations
 from router.registry import Registry, TaskSpec
 
 Clock = Callable[[], float]
@@ -87,7 +87,7 @@ class Guard:
         if not isinstance(payload, Mapping):
             raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {type(payload).__name__}")])
         if not compiled.validator.is_valid(payload):
-            raise PayloadInvalid(task_type, _violations(compiled.validator, payload))
+            raise PayloadInvalid(task_type, payload_violations(spec, payload))
         try:
             payload_json = encode_payload(payload)
         except (TypeError, ValueError) as exc:
@@ -105,9 +105,7 @@ class Guard:
         if spec is None:
             names = list(self.registry.tasks)
             raise UnknownTaskType(task_type, difflib.get_close_matches(str(task_type), names, n=3, cutoff=0.6))
-        cls = jsonschema.validators.validator_for(spec.payload_schema)
-        validator: Validator = cls(spec.payload_schema, format_checker=cls.FORMAT_CHECKER)
-        compiled = _Compiled(spec, validator, self._keys(spec.service, spec.queue))
+        compiled = _Compiled(spec, payload_validator(spec), self._keys(spec.service, spec.queue))
         self._compiled[task_type] = compiled
         return compiled
 
@@ -144,10 +142,3 @@ class Guard:
             extra["to"] = timeout_s
         return extra
 
-
-def _violations(validator: Validator, payload: Mapping[str, Any]) -> list[Violation]:
-    out = []
-    for err in sorted(validator.iter_errors(payload), key=lambda e: list(map(str, e.absolute_path))):
-        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
-        out.append(Violation(path, err.message))
-    return out

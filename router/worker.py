@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -30,11 +30,11 @@ from router import protocol
 from router.backoff import Backoff, exponential_jitter
 from router.broker import SyncBroker
 from router.connection import Role, SyncRedis, connect
+from router.appload import compare_handlers
 from router.envelope import Envelope, MalformedMessage, decode, encode
 from router.errors import BrokerError, HandlerMismatch, SkipRetry
 from router.execution import HandlerRunner, HandlerTimeout, Middleware, Outcome
 from router.guard import Clock
-from router.handlers import handler_mismatches
 from router.keys import QueueKeys, ServiceKeys, check_task_id
 from router.registry import PriorityMode, Registry, ServiceSpec
 from router.service import HandlerEntry, Service
@@ -110,7 +110,7 @@ class Worker:
         self.spec: ServiceSpec = registry.service(service or app.name)
         base = settings or WorkerSettings(concurrency=self.spec.concurrency)
         if concurrency is not None:
-            base = WorkerSettings(**{**base.__dict__, "concurrency": concurrency})
+            base = replace(base, concurrency=concurrency)
         self.settings = base
         self.url = url or registry.redis_url
         self._redis = redis
@@ -124,7 +124,7 @@ class Worker:
         self._events: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
         self._state = _State()
         self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
-        problems = handler_mismatches(registry, self.spec.name, app)
+        problems = [p.message for p in compare_handlers(self.spec, registry, app)]
         if problems and not allow_handler_mismatch:
             raise HandlerMismatch(
                 f"worker for service {self.spec.name!r} refuses to start: "
@@ -336,7 +336,7 @@ class Worker:
         spec = self.registry.tasks[run.task.type]
         if spec.retention_s:
             keep_until = int((self._clock() + spec.retention_s) * 1000)
-            env = encode(_with_result(run.envelope, result))
+            env = encode(_with_result(run.envelope, result, f"{self.spec.name}/{self.worker_id}"))
             item = protocol.Completion(member=run.member, retain_until_ms=keep_until, envelope=env)
         else:
             item = protocol.Completion(member=run.member)
@@ -527,9 +527,9 @@ class Worker:
             self._broker.close()
 
 
-def _with_result(env: Envelope, result: Any) -> Envelope:
+def _with_result(env: Envelope, result: Any, completed_by: str) -> Envelope:
     try:
         json.dumps(result)
     except (TypeError, ValueError):
         result = repr(result)[:10_000]
-    return Envelope(**{**env.__dict__, "result": result})
+    return Envelope(**{**env.__dict__, "result": result, "completed_by": completed_by})

@@ -1,0 +1,70 @@
+"""router: a Redis task queue for fleets of services sharing one Redis, routed by one registry."""
+
+from __future__ import annotations
+
+from router.client import AsyncClient, Client
+from router.errors import (
+    BrokerError,
+    ConfigError,
+    DuplicateHandler,
+    EnqueueError,
+    EnqueueOutcomeUnknown,
+    GuardError,
+    HandlerError,
+    HandlerMismatch,
+    InvalidOption,
+    PayloadInvalid,
+    PayloadTooLarge,
+    Problem,
+    RouterError,
+    SkipRetry,
+    TaskIdConflict,
+    TaskNotFound,
+    UnknownTaskType,
+    Violation,
+)
+from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
+from router.service import Service
+from router.task import Task, TaskInfo, TaskState
+from router.worker import Worker, WorkerSettings
+
+try:  # the loader lands with the registry work; keep the package importable meanwhile
+    from router.config import load
+except ImportError:  # pragma: no cover
+    pass
+
+__all__ = [
+    "AsyncClient",
+    "BrokerError",
+    "Client",
+    "ConfigError",
+    "CronSpec",
+    "DuplicateHandler",
+    "EnqueueError",
+    "EnqueueOutcomeUnknown",
+    "GuardError",
+    "HandlerError",
+    "HandlerMismatch",
+    "InvalidOption",
+    "PayloadInvalid",
+    "PayloadTooLarge",
+    "PriorityMode",
+    "Problem",
+    "QueueSpec",
+    "Registry",
+    "RouterError",
+    "ServiceSpec",
+    "Service",
+    "SkipRetry",
+    "Task",
+    "TaskIdConflict",
+    "TaskInfo",
+    "TaskNotFound",
+    "TaskSpec",
+    "TaskState",
+    "UnknownTaskType",
+    "Violation",
+    "Worker",
+    "WorkerSettings",
+    "load",
+]
