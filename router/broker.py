@@ -8,7 +8,7 @@ reply is answered by sending the script's source once (which caches it again).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -41,9 +41,9 @@ class SyncBroker:
     def run(self, call: Call) -> Any:
         """Run one call and return its raw reply."""
         try:
-            return self.client.execute_command(*_evalsha(call))
+            return self.client.execute_command(*_evalsha(call))  # type: ignore[no-untyped-call]
         except NoScriptError:
-            return self.client.execute_command(*_eval(call))
+            return self.client.execute_command(*_eval(call))  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
 
@@ -57,7 +57,7 @@ class SyncBroker:
         replies = list(pipe.execute(raise_on_error=False))
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
-                replies[i] = self.client.execute_command(*_eval(calls[i]))
+                replies[i] = self.client.execute_command(*_eval(calls[i]))  # type: ignore[no-untyped-call]
             else:
                 _check(reply, calls[i])
         return replies
@@ -79,10 +79,10 @@ class SyncBroker:
 
     def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
         """Heartbeat documents of a service's live workers."""
-        ids = self.client.zrangebyscore(sk.workers, now_ms, "+inf")
+        ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
         if not ids:
             return []
-        docs = self.client.mget([sk.worker(i.decode()) for i in ids])
+        docs = cast(list[bytes | None], self.client.mget([sk.worker(i.decode()) for i in ids]))
         return [d for d in docs if d is not None]
 
     def queue_sizes(self, queues: Sequence[QueueKeys]) -> list[dict[str, int]]:
@@ -100,7 +100,7 @@ class SyncBroker:
         """Stored envelopes of ``task_ids`` in one queue (None where absent)."""
         if not task_ids:
             return []
-        return list(self.client.hmget(qk.messages, list(task_ids)))
+        return cast(list[bytes | None], self.client.hmget(qk.messages, list(task_ids)))
 
     def wait_wake(self, keys: Sequence[str], timeout_s: float) -> bool:
         """Block until one of the wake lists (all in one slot) has a token or the timeout passes."""

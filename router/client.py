@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -26,7 +26,7 @@ from router.registry import Registry
 from router.task import TaskInfo, TaskState
 
 #: An item of ``enqueue_many``: (type, payload) or (type, payload, options).
-BulkItem = Union[tuple[str, Mapping[str, Any]], tuple[str, Mapping[str, Any], Mapping[str, Any]]]
+BulkItem = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 ATTEMPTS = 3
 RETRY_PAUSE_S = 0.05
@@ -44,7 +44,7 @@ def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
     """Guard every item first (so a refused item writes nothing), then group them into one call per queue."""
     routes: list[Route] = []
     for item in items:
-        options: Mapping[str, Any] = item[2] if len(item) == 3 else {}  # type: ignore[misc]
+        options: Mapping[str, Any] = item[2] if len(item) == 3 else {}
         routes.append(guard.route(item[0], item[1], **options))
     groups: dict[QueueKeys, list[int]] = {}
     for i, route in enumerate(routes):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -20,8 +20,8 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-SyncRedis = Union[redis.Redis, redis.cluster.RedisCluster]
-AsyncRedis = Union[redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster]
+SyncRedis = redis.Redis | redis.cluster.RedisCluster
+AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 class Role(str, Enum):

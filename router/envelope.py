@@ -24,7 +24,7 @@ MAX_TYPE_LEN = 200
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-class MalformedMessage(Exception):  # noqa: N818 - internal, never reaches users
+class MalformedMessage(Exception):
     """A stored message could not be decoded; ``reason`` is a short machine-readable word."""
 
     def __init__(self, reason: str, detail: str) -> None:

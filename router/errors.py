@@ -165,5 +165,5 @@ class TaskNotFound(RouterError):
     """An operation named a task id that does not exist."""
 
 
-class SkipRetry(Exception):  # noqa: N818 - the name users know from Asynq
+class SkipRetry(Exception):
     """Raise from a handler to archive the task at once instead of retrying it."""

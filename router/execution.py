@@ -99,7 +99,7 @@ class HandlerRunner:
                     m.before(task)
                 result = entry.func(task)
                 error: BaseException | None = None
-            except BaseException as exc:  # noqa: BLE001 - a handler's failure is data, not our crash
+            except BaseException as exc:
                 result, error = None, exc
             self._after(task, error)
             self._on_done(key, Outcome(result, error, time.perf_counter() - start))
@@ -108,7 +108,7 @@ class HandlerRunner:
         for m in reversed(self._middleware):
             try:
                 m.after(task, error)
-            except Exception:  # noqa: BLE001, S110 - a broken hook must not lose the task's outcome
+            except Exception:
                 pass
 
     # -- async --------------------------------------------------------------------------------------------------
@@ -139,14 +139,14 @@ class HandlerRunner:
             error: BaseException | None = None
         except asyncio.TimeoutError:
             result, error = None, HandlerTimeout(task.timeout_s)
-        except BaseException as exc:  # noqa: BLE001 - includes CancelledError at shutdown
+        except BaseException as exc:
             result, error = None, exc
         self._async_tasks.pop(key, None)
         self._after(task, error)
         self._on_done(key, Outcome(result, error, time.perf_counter() - start))
 
 
-class HandlerTimeout(Exception):  # noqa: N818 - reads as what happened
+class HandlerTimeout(Exception):
     """The handler ran past its task's ``timeout_s``."""
 
     def __init__(self, timeout_s: float) -> None:

@@ -85,7 +85,8 @@ class Guard:
             except ValueError as exc:
                 raise InvalidOption("task_id", str(exc)) from None
         if not isinstance(payload, Mapping):
-            raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {type(payload).__name__}")])
+            got = type(payload).__name__
+            raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {got}")])
         if not compiled.validator.is_valid(payload):
             raise PayloadInvalid(task_type, payload_violations(spec, payload))
         try:
@@ -132,7 +133,8 @@ class Guard:
     def _overrides(max_retry: int | None, timeout_s: float | None) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if max_retry is not None:
-            if not isinstance(max_retry, int) or isinstance(max_retry, bool) or not 0 <= max_retry <= MAX_RETRY_LIMIT:
+            is_int = isinstance(max_retry, int) and not isinstance(max_retry, bool)
+            if not is_int or not 0 <= max_retry <= MAX_RETRY_LIMIT:
                 raise InvalidOption("max_retry", f"must be an integer from 0 to {MAX_RETRY_LIMIT}, got {max_retry!r}")
             extra["r"] = max_retry
         if timeout_s is not None:

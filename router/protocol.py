@@ -10,11 +10,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Union
+from typing import Any
 
 from router.keys import QueueKeys
 
-Arg = Union[str, int, float, bytes]
+Arg = str | int | float | bytes
 
 
 @dataclass(frozen=True)

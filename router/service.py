@@ -5,14 +5,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from router.errors import DuplicateHandler
 from router.task import Task
 
 SyncHandler = Callable[[Task], Any]
 AsyncHandler = Callable[[Task], Awaitable[Any]]
-Handler = Union[SyncHandler, AsyncHandler]
+Handler = SyncHandler | AsyncHandler
 H = TypeVar("H", bound=Handler)
 
 

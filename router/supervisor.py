@@ -68,7 +68,8 @@ def run_group(processes: int, target: Callable[[], int]) -> int:
                     continue
                 now = time.monotonic()
                 crashes = [t for t in crashes if now - t < 60] + [now]
-                log.error("worker_process_died", pid=child.pid, exitcode=child.exitcode, restarts_last_minute=len(crashes))
+                log.error("worker_process_died", pid=child.pid, exitcode=child.exitcode,
+                          restarts_last_minute=len(crashes))
                 if len(crashes) > MAX_RESTARTS:
                     gave_up = True
                     forward(signal.SIGTERM, None)

@@ -76,6 +76,6 @@ class Waker:
                     self._armed.clear()
                     self._on_wake()
             broker.close()
-        except BaseException as exc:  # noqa: BLE001 - report, so the process exits instead of idling half-alive
+        except BaseException as exc:
             self._on_fatal(exc)
 

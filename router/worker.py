@@ -27,10 +27,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router import protocol
+from router.appload import compare_handlers
 from router.backoff import Backoff, exponential_jitter
 from router.broker import SyncBroker
 from router.connection import Role, SyncRedis, connect
-from router.appload import compare_handlers
 from router.envelope import Envelope, MalformedMessage, decode, encode
 from router.errors import BrokerError, HandlerMismatch, SkipRetry
 from router.execution import HandlerRunner, HandlerTimeout, Middleware, Outcome
@@ -418,6 +418,7 @@ class Worker:
         return promoted, next_at
 
     def _heartbeat(self) -> None:
+        now_ms = int(self._clock() * 1000)
         doc = {
             "id": self.worker_id,
             "service": self.spec.name,
@@ -427,10 +428,10 @@ class Worker:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "active": len(self._state.running),
-            "at_ms": int(self._clock() * 1000),
+            "at_ms": now_ms,
         }
         ttl_ms = int(self.settings.heartbeat_s * 3 * 1000)
-        self._broker.heartbeat(self._service_keys, self.worker_id, json.dumps(doc), doc["at_ms"], ttl_ms)
+        self._broker.heartbeat(self._service_keys, self.worker_id, json.dumps(doc), now_ms, ttl_ms)
 
     def _next_timeout(self) -> float:
         running = self._state.running
