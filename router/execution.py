@@ -64,17 +64,6 @@ class HandlerRunner:
         else:
             self._jobs.put((key, entry, task))
 
-    def cancel(self, key: object) -> bool:
-        """Cancel an async handler (timeout or shutdown). Sync handlers cannot be interrupted: returns False."""
-        loop = self._loop
-        if loop is None:
-            return False
-        fut = self._async_tasks.get(key)
-        if fut is None:
-            return False
-        loop.call_soon_threadsafe(fut.cancel)
-        return True
-
     def shutdown(self) -> None:
         """Stop accepting work; running sync handlers finish on their daemon threads, async ones are cancelled."""
         for _ in self._threads:

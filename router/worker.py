@@ -69,7 +69,8 @@ class _Running:
     member: str
     task: Task
     envelope: Envelope
-    deadline: float  # monotonic time at which the handler times out
+    deadline: float  # monotonic time at which a sync handler times out (async ones time out on their loop)
+    is_async: bool = False
     abandoned: bool = False  # timed out or requeued: its outcome is discarded when it finally returns
 
 
@@ -317,7 +318,7 @@ class Worker:
             d.task_id, env.type, env.payload, self.spec.name, qk.queue, failures + 1, max_retry, timeout_s,
             env.enqueued_at_ms,
         )
-        self._state.running[d.member] = _Running(qk, d.member, task, env, time.monotonic() + timeout_s)
+        self._state.running[d.member] = _Running(qk, d.member, task, env, time.monotonic() + timeout_s, entry.is_async)
         self._runner.submit(d.member, entry, task)
 
     def _on_done(self, key: object, outcome: Outcome) -> None:
@@ -437,14 +438,12 @@ class Worker:
         running = self._state.running
         if not running:
             return float("inf")
-        return min((r.deadline for r in running.values() if not r.abandoned), default=float("inf"))
+        return min((r.deadline for r in running.values() if not (r.abandoned or r.is_async)), default=float("inf"))
 
     def _check_timeouts(self, now_m: float) -> None:
         for run in list(self._state.running.values()):
-            if run.abandoned or now_m < run.deadline:
-                continue
-            if self._runner.cancel(run.member):
-                continue  # the async handler is cancelled and reports HandlerTimeout itself
+            if run.abandoned or run.is_async or now_m < run.deadline:
+                continue  # async handlers are cancelled by their own wait_for and report HandlerTimeout
             # A sync handler cannot be interrupted: fail the delivery now (another attempt may run it), keep the
             # slot occupied until the thread returns, and discard whatever it returns.
             run.abandoned = True
