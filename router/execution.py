@@ -39,13 +39,22 @@ class Middleware(Protocol):
 
 
 Done = Callable[[object, Outcome], None]
+#: Called from the handler's thread just before it starts; False means "do not run it" (it was handed back).
+Claim = Callable[[object], bool]
 
 
 class HandlerRunner:
-    """Runs handlers concurrently and calls ``on_done(key, outcome)`` from the thread that ran each one."""
+    """Runs handlers concurrently and calls ``on_done(key, outcome)`` from the thread that ran each one.
 
-    def __init__(self, threads: int, on_done: Done, middleware: Sequence[Middleware] = ()) -> None:
+    Submitted work may wait in a local queue until a thread is free (the worker prefetches); ``claim(key)`` is
+    asked right before a handler starts, so work handed back meanwhile never runs.
+    """
+
+    def __init__(
+        self, threads: int, on_done: Done, claim: Claim, middleware: Sequence[Middleware] = ()
+    ) -> None:
         self._on_done = on_done
+        self._claim = claim
         self._middleware = tuple(middleware)
         self._jobs: queue.SimpleQueue[tuple[object, HandlerEntry, Task] | None] = queue.SimpleQueue()
         self._threads = [
@@ -82,6 +91,8 @@ class HandlerRunner:
             if job is None:
                 return
             key, entry, task = job
+            if not self._claim(key):
+                continue
             start = time.perf_counter()
             try:
                 for m in self._middleware:
@@ -116,6 +127,8 @@ class HandlerRunner:
         return loop
 
     def _start_async(self, key: object, entry: HandlerEntry, task: Task) -> None:
+        if not self._claim(key):
+            return
         fut = asyncio.ensure_future(self._run_async(key, entry, task))
         self._async_tasks[key] = fut
 

@@ -52,6 +52,9 @@ class WorkerSettings:
     """Tunables of one worker process; defaults suit production, tests compress the timings."""
 
     concurrency: int = 10
+    #: Tasks leased ahead of free handler slots (None: as many as ``concurrency``). They are leased in Redis
+    #: like running ones, so a crash loses none of them; at shutdown the unstarted ones go back at once.
+    prefetch: int | None = None
     lease_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     heartbeat_s: float = 5.0
@@ -61,17 +64,17 @@ class WorkerSettings:
     archive_max_age_s: float = 90 * 86400.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Running:
-    """A delivery in progress."""
+    """A leased delivery: waiting for a handler thread (``started`` None) or running."""
 
     qk: QueueKeys
     member: str
     task: Task
     envelope: Envelope
-    deadline: float  # monotonic time at which a sync handler times out (async ones time out on their loop)
     is_async: bool = False
-    abandoned: bool = False  # timed out or requeued: its outcome is discarded when it finally returns
+    started: float | None = None  # monotonic start time, set by the handler thread when it claims the task
+    abandoned: bool = False  # timed out or handed back: never started, or its outcome is discarded
 
 
 @dataclass
@@ -124,6 +127,10 @@ class Worker:
         self._service_keys = ServiceKeys.for_service(self.spec.prefix, self.spec.name)
         self._events: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
         self._state = _State()
+        self._claim_lock = threading.Lock()
+        self._capacity = self.settings.concurrency + (
+            self.settings.concurrency if self.settings.prefetch is None else self.settings.prefetch
+        )
         self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
         problems = [p.message for p in compare_handlers(self.spec, registry, app)]
         if problems and not allow_handler_mismatch:
@@ -144,7 +151,7 @@ class Worker:
         """Process tasks until stopped, or with ``burst`` until nothing is pending or running."""
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
-        self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._middleware)
+        self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
         waker = Waker([qk.wake for qk in self.queues], self._blocking_broker, self._on_wake, self._on_fatal)
         previous = self._install_signals()
         log.info(
@@ -205,7 +212,7 @@ class Worker:
                 self._drain_events(block_s=backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 2.0)
                 continue
-            if fetched and len(st.running) < s.concurrency:
+            if fetched and len(st.running) < self._capacity:
                 continue  # the queue may hold more: fetch again before sleeping
             if empty and st.fetching and not st.stopping:
                 waker.arm()
@@ -251,7 +258,11 @@ class Worker:
         """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty)."""
         st = self._state
         ack_calls = self._ack_calls()
-        free = self.settings.concurrency - len(st.running)
+        free = self._capacity - len(st.running)
+        # Fetch in batches: wait until half the prefetch room is free, unless the handlers are running dry.
+        room = max(1, (self._capacity - self.settings.concurrency) // 2)
+        if st.running and free < room and len(st.running) > self.settings.concurrency:
+            free = 0
         if not st.fetching or st.stopping or free <= 0:
             if ack_calls:
                 self._apply_acks(ack_calls, self._broker.run_many(ack_calls))
@@ -318,15 +329,25 @@ class Worker:
             d.task_id, env.type, env.payload, self.spec.name, qk.queue, failures + 1, max_retry, timeout_s,
             env.enqueued_at_ms,
         )
-        self._state.running[d.member] = _Running(qk, d.member, task, env, time.monotonic() + timeout_s, entry.is_async)
-        self._runner.submit(d.member, entry, task)
+        run = _Running(qk, d.member, task, env, entry.is_async)
+        self._state.running[d.member] = run
+        self._runner.submit(run, entry, task)
+
+    def _claim(self, key: object) -> bool:
+        """Handler thread: start ``key`` unless it was handed back (the lock orders this with _release)."""
+        run: _Running = key  # type: ignore[assignment]
+        with self._claim_lock:
+            if run.abandoned:
+                return False
+            run.started = time.monotonic()
+            return True
 
     def _on_done(self, key: object, outcome: Outcome) -> None:
         self._events.put((_DONE, key, outcome))
 
-    def _settle(self, member: str, outcome: Outcome) -> None:
-        run = self._state.running.pop(member, None)
-        if run is None or run.abandoned:
+    def _settle(self, run: _Running, outcome: Outcome) -> None:
+        self._state.running.pop(run.member, None)
+        if run.abandoned:
             return
         if outcome.error is None:
             self._complete(run, outcome.result)
@@ -438,11 +459,15 @@ class Worker:
         running = self._state.running
         if not running:
             return float("inf")
-        return min((r.deadline for r in running.values() if not (r.abandoned or r.is_async)), default=float("inf"))
+        return min(
+            (r.started + r.task.timeout_s for r in running.values()
+             if r.started is not None and not (r.abandoned or r.is_async)),
+            default=float("inf"),
+        )
 
     def _check_timeouts(self, now_m: float) -> None:
         for run in list(self._state.running.values()):
-            if run.abandoned or run.is_async or now_m < run.deadline:
+            if run.abandoned or run.is_async or run.started is None or now_m < run.started + run.task.timeout_s:
                 continue  # async handlers are cancelled by their own wait_for and report HandlerTimeout
             # A sync handler cannot be interrupted: fail the delivery now (another attempt may run it), keep the
             # slot occupied until the thread returns, and discard whatever it returns.
@@ -477,6 +502,7 @@ class Worker:
         if signum == getattr(signal, "SIGTSTP", None):
             st.fetching = False
             log.warning("signal_received", signal=name, action="stop fetching; running tasks continue")
+            self._hand_back(started=False)
             return
         if st.stopping and signum == signal.SIGINT:
             st.immediate = True
@@ -487,6 +513,26 @@ class Worker:
             st.stop_deadline = time.monotonic() + self.settings.shutdown_timeout_s
             log.warning("signal_received", signal=name, action="stop fetching; wait for running tasks",
                         shutdown_timeout_s=self.settings.shutdown_timeout_s, running=len(st.running))
+            self._hand_back(started=False)
+
+    def _hand_back(self, started: bool) -> None:
+        """Put leased tasks back at the front of pending at once: the unstarted ones, and running ones too
+        when ``started`` (their threads may go on, but their outcome is discarded)."""
+        by_queue: dict[QueueKeys, list[str]] = {}
+        with self._claim_lock:
+            for run in list(self._state.running.values()):
+                if run.abandoned or (run.started is not None and not started):
+                    continue
+                run.abandoned = True
+                by_queue.setdefault(run.qk, []).append(run.member)
+                if run.started is None:
+                    del self._state.running[run.member]
+        if by_queue:
+            replies = self._broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
+            n = sum(int(r) for r in replies)
+            self.stats["requeued"] += n
+            log.warning("tasks_requeued_at_shutdown" if self._state.stopping else "tasks_requeued", count=n,
+                        running=started)
 
     def _on_wake(self) -> None:
         self._events.put((_WAKE, None, None))
@@ -499,7 +545,6 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Flush acks, put unfinished tasks back to pending at once, withdraw the heartbeat."""
-        st = self._state
         try:
             self._drain_events(block_s=0.0)
         except RuntimeError:
@@ -509,16 +554,7 @@ class Worker:
             calls = self._ack_calls()
             if calls:
                 self._apply_acks(calls, self._broker.run_many(calls))
-            by_queue: dict[QueueKeys, list[str]] = {}
-            for run in st.running.values():
-                if not run.abandoned:
-                    run.abandoned = True
-                    by_queue.setdefault(run.qk, []).append(run.member)
-            if by_queue:
-                replies = self._broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
-                n = sum(int(r) for r in replies)
-                self.stats["requeued"] += n
-                log.warning("tasks_requeued_at_shutdown", count=n)
+            self._hand_back(started=True)
             self._broker.remove_worker(self._service_keys, self.worker_id)
         except (*_TRANSIENT, BrokerError) as exc:
             log.error("shutdown_incomplete", error=str(exc),
