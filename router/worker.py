@@ -33,7 +33,7 @@ from router.broker import SyncBroker
 from router.connection import Role, SyncRedis, connect
 from router.envelope import Envelope, MalformedMessage, decode, encode
 from router.errors import BrokerError, HandlerMismatch, SkipRetry
-from router.execution import HandlerRunner, HandlerTimeout, Middleware, Outcome
+from router.execution import HandlerRunner, HandlerTimeout, Job, Middleware, Outcome
 from router.guard import Clock
 from router.keys import QueueKeys, ServiceKeys, check_task_id
 from router.registry import PriorityMode, Registry, ServiceSpec
@@ -232,7 +232,8 @@ class Worker:
         while True:
             kind, a, b = ev
             if kind == _DONE:
-                self._settle(a, b)
+                for run, outcome in a:
+                    self._settle(run, outcome)
             elif kind == _SIGNAL:
                 self._on_signal_event(a)
             elif kind == _FATAL:
@@ -275,8 +276,9 @@ class Worker:
             self._apply_acks(ack_calls, replies)
             ack_calls = []
             deliveries = protocol.parse_dequeue(replies[-1])
-            for d in deliveries:
-                self._dispatch(qk, d)
+            jobs = [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
+            if jobs:
+                self._runner.submit(jobs)
             fetched += len(deliveries)
             free -= len(deliveries)
             if free <= 0:
@@ -302,28 +304,29 @@ class Worker:
             for member in stale:
                 log.warning("stale_completion_refused", member=member, reason="lease no longer held")
 
-    def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> None:
+    def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> Job | None:
+        """Decode one delivery into a job for the runner, or dead-letter it (returning None)."""
         try:
             check_task_id(d.task_id)
             env = decode(d.envelope)
         except ValueError as exc:
             self._archive_raw(qk, d, "malformed", str(exc))
-            return
+            return None
         except MalformedMessage as exc:
             self._archive_raw(qk, d, exc.reason, exc.detail)
-            return
+            return None
         spec = self.registry.tasks.get(env.type)
         entry: HandlerEntry | None = self.app.get(env.type)
         if spec is None or spec.service != self.spec.name or entry is None:
             owner = spec.service if spec else "no service"
             self._archive(qk, d.member, env, "unknown_type", f"{env.type!r} has no handler here (owner: {owner})")
-            return
+            return None
         max_retry = env.max_retry if env.max_retry is not None else spec.max_retry
         failures = env.failures + d.lost_leases
         if d.lost_leases and failures > max_retry:
             err = f"lease expired {d.lost_leases} time(s): the worker running it died or stalled"
             self._archive(qk, d.member, env, "lease_expired", err)
-            return
+            return None
         timeout_s = env.timeout_s or spec.timeout_s
         task = Task(
             d.task_id, env.type, env.payload, self.spec.name, qk.queue, failures + 1, max_retry, timeout_s,
@@ -331,7 +334,7 @@ class Worker:
         )
         run = _Running(qk, d.member, task, env, entry.is_async)
         self._state.running[d.member] = run
-        self._runner.submit(run, entry, task)
+        return (run, entry, task)
 
     def _claim(self, key: object) -> bool:
         """Handler thread: start ``key`` unless it was handed back (the lock orders this with _release)."""
@@ -342,8 +345,8 @@ class Worker:
             run.started = time.monotonic()
             return True
 
-    def _on_done(self, key: object, outcome: Outcome) -> None:
-        self._events.put((_DONE, key, outcome))
+    def _on_done(self, finished: list[tuple[object, Outcome]]) -> None:
+        self._events.put((_DONE, finished, None))
 
     def _settle(self, run: _Running, outcome: Outcome) -> None:
         self._state.running.pop(run.member, None)
