@@ -53,6 +53,10 @@ def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
     return _Batch(routes, calls, list(groups.values()))
 
 
+def _single(route: Route) -> _Batch:
+    return _Batch([route], [protocol.enqueue(route.keys, [(route.task_id, route.envelope)])], [[0]])
+
+
 def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
     infos: list[TaskInfo] = []
     conflicts: list[Route] = []
@@ -92,14 +96,19 @@ class Client:
         Raises a GuardError before touching Redis, ``TaskIdConflict`` if the id exists, or
         ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
         """
-        return self.enqueue_many([(task_type, payload, options)])[0]
+        # The hot path of a producer: one route, one script call, nothing else.
+        batch = _single(self.guard.route(task_type, payload, **options))
+        return _finish(batch, self._send(batch))[0]
 
     def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; every item is guarded before anything is written."""
         batch = _prepare(self.guard, items)
+        return _finish(batch, self._send(batch))
+
+    def _send(self, batch: _Batch) -> list[Any]:
         for attempt in range(ATTEMPTS):
             try:
-                return _finish(batch, self._broker.run_many(batch.calls))
+                return self._broker.run_many(batch.calls)
             except _TRANSIENT as exc:
                 if attempt == ATTEMPTS - 1:
                     raise EnqueueOutcomeUnknown(batch.routes[0].task_id, exc) from exc
@@ -135,14 +144,18 @@ class AsyncClient:
 
     async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task; see :meth:`Client.enqueue`."""
-        return (await self.enqueue_many([(task_type, payload, options)]))[0]
+        batch = _single(self.guard.route(task_type, payload, **options))
+        return _finish(batch, await self._send(batch))[0]
 
     async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; see :meth:`Client.enqueue_many`."""
         batch = _prepare(self.guard, items)
+        return _finish(batch, await self._send(batch))
+
+    async def _send(self, batch: _Batch) -> list[Any]:
         for attempt in range(ATTEMPTS):
             try:
-                return _finish(batch, await self._broker.run_many(batch.calls))
+                return await self._broker.run_many(batch.calls)
             except _TRANSIENT as exc:
                 if attempt == ATTEMPTS - 1:
                     raise EnqueueOutcomeUnknown(batch.routes[0].task_id, exc) from exc

@@ -48,7 +48,7 @@ Claim = Callable[[object], bool]
 Job = tuple[object, HandlerEntry, Task]
 
 
-class HandlerTimeout(Exception):  # noqa: N818 - reads as what happened
+class HandlerTimeout(Exception):
     """The handler ran past its task's ``timeout_s``."""
 
     def __init__(self, timeout_s: float) -> None:
@@ -115,7 +115,7 @@ class HandlerRunner:
                     self._before(task)
                     result = entry.func(task)
                     error: BaseException | None = None
-                except BaseException as exc:  # noqa: BLE001 - a handler's failure is data, not our crash
+                except BaseException as exc:  # a handler's failure is data, not our crash
                     result, error = None, exc
                 self._after(task, error)
                 self._on_done([(key, Outcome(result, error, time.perf_counter() - start))])
@@ -132,7 +132,7 @@ class HandlerRunner:
         for m in reversed(self._middleware):
             try:
                 m.after(task, error)
-            except Exception:  # noqa: BLE001, S110 - a broken hook must not lose the task's outcome
+            except Exception:  # a broken hook must not lose the task's outcome
                 pass
 
     # -- async (everything below runs on the loop thread) -------------------------------------------------------
@@ -189,7 +189,7 @@ class HandlerRunner:
             error: BaseException | None = None
         except asyncio.CancelledError as exc:
             result, error = None, (HandlerTimeout(task.timeout_s) if key in self._timed_out else exc)
-        except BaseException as exc:  # noqa: BLE001 - a handler's failure is data, not our crash
+        except BaseException as exc:  # a handler's failure is data, not our crash
             result, error = None, exc
         self._timed_out.discard(key)
         self._async_tasks.pop(key, None)

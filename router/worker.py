@@ -230,7 +230,7 @@ class Worker:
         except queue.Empty:
             return
         while True:
-            kind, a, b = ev
+            kind, a, _ = ev
             if kind == _DONE:
                 for run, outcome in a:
                     self._settle(run, outcome)
