@@ -96,6 +96,13 @@ class SyncBroker:
         names = ("pending", "active", "scheduled", "retry", "archived", "completed")
         return [dict(zip(names, (int(x) for x in raw[i * 6 : i * 6 + 6]))) for i in range(len(queues))]
 
+    def paused(self, queues: Sequence[QueueKeys]) -> list[bool]:
+        """Whether each queue is paused."""
+        pipe = self.client.pipeline(transaction=False)
+        for qk in queues:
+            pipe.exists(qk.paused)
+        return [bool(x) for x in pipe.execute()]
+
     def messages(self, qk: QueueKeys, task_ids: Sequence[str]) -> list[bytes | None]:
         """Stored envelopes of ``task_ids`` in one queue (None where absent)."""
         if not task_ids:

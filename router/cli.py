@@ -8,10 +8,13 @@ import os
 from typing import Any, NoReturn
 
 import click
+from redis.exceptions import RedisError
 
 from router.appload import AppLoadError
+from router.config import load
 from router.demo import run_demo
 from router.errors import BrokerError, ConfigError, HandlerError
+from router.inspect import Inspector
 from router.logs import LogFormat
 from router.logs import configure as configure_logs
 from router.runner import WorkerCommand, run_worker
@@ -159,3 +162,42 @@ def demo(registry_path: str, per_type: int, timeout_s: float) -> None:
         _fail(EXIT_INVALID, str(exc))
     ok = result.misrouted == 0 and result.unfinished == 0
     raise SystemExit(EXIT_OK if ok else EXIT_INVALID)
+
+
+@main.command()
+@_registry_option
+@click.option("--url", envvar="ROUTER_REDIS_URL", default=None, help="Redis URL (default: the registry's redis.url).")
+@click.option("--service", "-s", default=None, help="Only this service.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(registry_path: str, url: str | None, service: str | None, output_format: str) -> None:
+    """Show every queue's tasks by state and the live workers with their handlers.
+
+    Exit codes: 0 shown; 1 invalid registry; 2 unknown service; 4 Redis unreachable.
+    """
+    try:
+        registry = load(registry_path)
+        if service is not None:
+            registry.service(service)
+        inspector = Inspector(registry, url)
+        try:
+            queues, workers = inspector.queues(service), inspector.workers(service)
+        finally:
+            inspector.close()
+    except ConfigError as exc:
+        _fail(EXIT_INVALID, str(exc))
+    except KeyError as exc:
+        _fail(EXIT_USAGE, str(exc.args[0]))
+    except (BrokerError, RedisError) as exc:
+        _fail(EXIT_REDIS, f"cannot reach Redis: {exc}")
+    if output_format == "json":
+        click.echo(json.dumps({"queues": [q.__dict__ for q in queues], "workers": workers}, indent=2))
+        return
+    states = ("pending", "active", "scheduled", "retry", "archived", "completed")
+    click.echo(f"{'service':<14}{'queue':<14}" + "".join(f"{s:>11}" for s in states))
+    for q in queues:
+        flag = " (paused)" if q.paused else ""
+        click.echo(f"{q.service:<14}{q.queue:<14}" + "".join(f"{q.sizes[s]:>11}" for s in states) + flag)
+    click.echo(f"\n{len(workers)} live worker(s)")
+    for w in workers:
+        click.echo(f"  {w['service']:<12} {w['id']}  pid {w['pid']}  concurrency {w['concurrency']}  "
+                   f"active {w['active']}  handlers: {', '.join(w['handlers'])}")

@@ -453,6 +453,7 @@ class Worker:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "active": len(self._state.running),
+            "active_tasks": [r.task.id for r in list(self._state.running.values())[:100] if r.started is not None],
             "at_ms": now_ms,
         }
         ttl_ms = int(self.settings.heartbeat_s * 3 * 1000)
