@@ -334,3 +334,48 @@ def workers() -> Iterator[list[WorkerProcess]]:
     finally:
         for wp in started:
             wp.kill()
+
+
+# --- the chaos service ------------------------------------------------------------------------------------------
+
+CHAOS_SERVICES: dict[str, Any] = {
+    "chaos": {
+        "app": "chaos_app:app",
+        "queues": {"default": 1},
+        "tasks": {"chaos.work": task("default", max_retry=3, timeout_s=60)},
+    }
+}
+PLACEHOLDER_URL = "redis://127.0.0.1:1/0"  # never used: workers get --url, tests pass url= explicitly
+
+
+@dataclass
+class Recorder:
+    """Reads what tests/fixtures/chaos_app.py handlers recorded in the record Redis."""
+
+    client: redis.Redis
+    ns: str
+
+    def entries(self, what: str) -> list[tuple[str, int, int]]:
+        out = []
+        for raw in self.client.lrange(f"{self.ns}:{what}", 0, -1):
+            tid, pid, attempt = raw.decode().split()
+            out.append((tid, int(pid), int(attempt)))
+        return out
+
+    def count(self, what: str) -> int:
+        return int(self.client.llen(f"{self.ns}:{what}"))
+
+    def open_gate(self, gate: str, tokens: int = 1) -> None:
+        """Release handlers waiting on ``gate``. A frozen (SIGSTOPped) process's blocked BLPOP still takes a
+        token when Redis serves it first, so give one token per frozen waiter on top."""
+        self.client.lpush(f"{self.ns}:gate:{gate}", *["open"] * tokens)
+
+    def per_task(self, what: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tid, _, _ in self.entries(what):
+            counts[tid] = counts.get(tid, 0) + 1
+        return counts
+
+
+def chaos_env(record_url: str, ns: str) -> dict[str, str]:
+    return {"CHAOS_RECORD_URL": record_url, "CHAOS_NS": ns}
