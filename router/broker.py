@@ -62,12 +62,14 @@ class SyncBroker:
                 _check(reply, calls[i])
         return replies
 
-    def heartbeat(self, sk: ServiceKeys, worker_id: str, doc: str, now_ms: int, ttl_ms: int) -> None:
-        """Publish a worker's heartbeat and prune expired ones from the service's index."""
+    def heartbeat(self, sk: ServiceKeys, worker_id: str, doc: str, now_ms: int, ttl_ms: int, prune: bool) -> None:
+        """Publish a worker's heartbeat; with ``prune``, also drop expired entries from the service's index
+        (readers filter by expiry anyway, so pruning now and then keeps an idle worker's command rate low)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(sk.worker(worker_id), doc, px=ttl_ms)
         pipe.zadd(sk.workers, {worker_id: now_ms + ttl_ms})
-        pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
+        if prune:
+            pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
         pipe.execute()
 
     def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:

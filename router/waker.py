@@ -1,8 +1,8 @@
 """Idle wake-ups without polling: threads that block on the queues' wake lists and tell the main loop.
 
 Enqueue scripts push one token to ``Q:wake`` when it is empty; an idle worker blocks there (BLPOP, at most
-``BLOCK_S`` at a time) instead of polling. In Redis Cluster each queue is its own slot, so keys are grouped by
-slot and each group gets its own thread and connection. A thread only blocks while the main loop has armed it
+``BLOCK_S`` at a time) instead of polling. One BLPOP covers all of a service's queues on a single server; in Redis
+Cluster each queue is its own slot, so keys are grouped by slot and each group gets its own thread and connection. A thread only blocks while the main loop has armed it
 (found nothing to do), so a busy worker sends no blocking commands.
 """
 
@@ -28,13 +28,14 @@ class Waker:
     def __init__(
         self,
         wake_keys: Sequence[str],
+        cluster: bool,
         broker_factory: Callable[[], SyncBroker],
         on_wake: Callable[[], None],
         on_fatal: Callable[[BaseException], None],
     ) -> None:
         groups: dict[int, list[str]] = {}
         for key in wake_keys:
-            groups.setdefault(key_slot(key), []).append(key)
+            groups.setdefault(key_slot(key) if cluster else 0, []).append(key)
         self._armed = threading.Event()
         self._stopped = threading.Event()
         self._on_wake = on_wake

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
+from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -82,6 +83,7 @@ class _State:
     running: dict[str, _Running] = field(default_factory=dict)
     acks: dict[QueueKeys, list[protocol.Completion]] = field(default_factory=dict)
     fetching: bool = True
+    maybe_work: bool = True  # False once the queues came back empty, until a wake-up says otherwise
     stopping: bool = False
     stop_deadline: float = 0.0
     immediate: bool = False
@@ -128,6 +130,7 @@ class Worker:
         self._events: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
         self._state = _State()
         self._claim_lock = threading.Lock()
+        self._heartbeats = 0
         self._capacity = self.settings.concurrency + (
             self.settings.concurrency if self.settings.prefetch is None else self.settings.prefetch
         )
@@ -152,7 +155,8 @@ class Worker:
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
         self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
-        waker = Waker([qk.wake for qk in self.queues], self._blocking_broker, self._on_wake, self._on_fatal)
+        waker = Waker([qk.wake for qk in self.queues], isinstance(client, RedisCluster), self._blocking_broker,
+                      self._on_wake, self._on_fatal)
         previous = self._install_signals()
         log.info(
             "worker_started",
@@ -199,6 +203,7 @@ class Worker:
                     if burst and empty and not st.running and not promoted and not fetched:
                         return
                     if promoted:
+                        st.maybe_work = True
                         continue
                 self._check_timeouts(now_m)
                 if st.outage_since is not None:
@@ -234,6 +239,8 @@ class Worker:
             if kind == _DONE:
                 for run, outcome in a:
                     self._settle(run, outcome)
+            elif kind == _WAKE:
+                self._state.maybe_work = True
             elif kind == _SIGNAL:
                 self._on_signal_event(a)
             elif kind == _FATAL:
@@ -264,10 +271,10 @@ class Worker:
         room = max(1, (self._capacity - self.settings.concurrency) // 2)
         if st.running and free < room and len(st.running) > self.settings.concurrency:
             free = 0
-        if not st.fetching or st.stopping or free <= 0:
+        if not st.maybe_work or not st.fetching or st.stopping or free <= 0:
             if ack_calls:
                 self._apply_acks(ack_calls, self._broker.run_many(ack_calls))
-            return 0, False
+            return 0, not st.maybe_work
         fetched = 0
         deadline_ms = int((self._clock() + self.settings.lease_s) * 1000)
         for qk in self._queue_order():
@@ -283,6 +290,7 @@ class Worker:
             free -= len(deliveries)
             if free <= 0:
                 return fetched, False
+        st.maybe_work = False  # every queue came back short: nothing more until a wake-up
         return fetched, fetched == 0
 
     def _ack_calls(self) -> list[protocol.Call]:
@@ -457,7 +465,9 @@ class Worker:
             "at_ms": now_ms,
         }
         ttl_ms = int(self.settings.heartbeat_s * 3 * 1000)
-        self._broker.heartbeat(self._service_keys, self.worker_id, json.dumps(doc), now_ms, ttl_ms)
+        self._heartbeats += 1
+        prune = self._heartbeats % 12 == 1
+        self._broker.heartbeat(self._service_keys, self.worker_id, json.dumps(doc), now_ms, ttl_ms, prune)
 
     def _next_timeout(self) -> float:
         running = self._state.running
