@@ -97,8 +97,8 @@ def build_registry(
     for name, svc in services.items():
         queues = tuple(QueueSpec(q, w) for q, w in dict(svc.get("queues", {"default": 1})).items())
         tasks: dict[str, TaskSpec] = {}
-        for ttype, decl in dict(svc.get("tasks", {})).items():
-            decl = dict(decl)
+        for ttype, declared in dict(svc.get("tasks", {})).items():
+            decl = dict(declared)
             queue = decl.pop("queue", "default")
             schema = decl.pop("schema", ANY_OBJECT)
             tasks[ttype] = TaskSpec(ttype, name, queue, schema, **decl)
@@ -126,8 +126,8 @@ def write_registry_yaml(path: Path, services: Mapping[str, Mapping[str, Any]], u
             if opt in svc:
                 out[opt] = svc[opt]
         out["tasks"] = {}
-        for ttype, decl in dict(svc.get("tasks", {})).items():
-            decl = dict(decl)
+        for ttype, declared in dict(svc.get("tasks", {})).items():
+            decl = dict(declared)
             entry: dict[str, Any] = {
                 "queue": decl.pop("queue", "default"),
                 "payload": dict(decl.pop("schema", ANY_OBJECT)),
@@ -201,19 +201,6 @@ def archived(client: Any, q: QueueKeys) -> dict[str, dict[str, Any]]:
 
 
 # --- subprocess workers -------------------------------------------------------------------------------------------
-
-
-def cli_available() -> bool:
-    """True once ``python -m router worker`` exists."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "router", "worker", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=subprocess_env(),
-        timeout=30,
-    )
-    return proc.returncode == 0 and "--service" in proc.stdout
 
 
 def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -8,9 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-import router
-
 from enginekit import (
     PLACEHOLDER_URL,
     Recorder,
@@ -26,6 +23,8 @@ from enginekit import (
     write_registry_yaml,
 )
 from enginekit import stats as qstats
+
+import router
 
 pytestmark = [pytest.mark.chaos, pytest.mark.cluster]
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import traceback
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-
-import router
-from router.service import Service
-
 from enginekit import (
     CHAOS_SERVICES,
     PLACEHOLDER_URL,
@@ -32,6 +28,9 @@ from enginekit import (
     write_registry_yaml,
 )
 from enginekit import stats as qstats
+
+import router
+from router.service import Service
 
 pytestmark = pytest.mark.chaos
 
@@ -88,6 +87,7 @@ def test_redis_restart_under_load_loses_no_acknowledged_task(
     path = write_registry_yaml(tmp_path / "services.yaml", CHAOS_SERVICES, PLACEHOLDER_URL)
     rec_client = raw_client(redis_url)  # deliveries are recorded outside the Redis that restarts
     rec = Recorder(rec_client, "restart")
+    r = raw_client(url)
     with workers() as procs:
         w = start_worker(path, "chaos", url, concurrency=4, lease_s=2.0, maintenance_s=0.5,
                          extra_env=chaos_env(redis_url, "restart"))  # fmt: skip
@@ -110,6 +110,9 @@ def test_redis_restart_under_load_loses_no_acknowledged_task(
         acked = set(producer.acked)
         wait_for(lambda: acked <= set(rec.per_task("done")), 30,
                  f"every acknowledged enqueue to be processed\n{w.log_tail()}")  # fmt: skip
+        # A delivery whose dequeue reply was lost in the restart sits in active until its lease is recovered.
+        wait_for(lambda: r.llen(q.pending) + r.zcard(q.active) + r.zcard(q.retry) == 0, 15,
+                 f"the queue to drain\n{w.log_tail()}")  # fmt: skip
         assert w.proc.poll() is None, f"the worker exited during the outage\n{w.log_tail()}"
         events = w.event_names()
         w.signal(signal.SIGTERM)
@@ -125,10 +128,10 @@ def test_redis_restart_under_load_loses_no_acknowledged_task(
     assert acked - set(done) == set()
     assert down >= 0, "the worker never logged redis_unavailable"
     assert "redis_available" in events[down:], "the worker never logged redis_available after the outage"
-    r = raw_client(url)
     try:
         assert r.llen(q.pending) == r.zcard(q.active) == 0
-        assert qstats(r, q)["enqueued"] == 600
+        # More than 600 only when a repeated enqueue re-created a task already completed (see test_engine_basic).
+        assert qstats(r, q)["enqueued"] == 600 + duplicates
     finally:
         r.close()
         rec_client.close()

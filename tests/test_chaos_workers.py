@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import router
-
 from enginekit import (
     CHAOS_SERVICES,
     PLACEHOLDER_URL,
     Recorder,
+    WorkerProcess,
     build_registry,
     chaos_env,
     qk,
@@ -26,6 +24,8 @@ from enginekit import (
     write_registry_yaml,
 )
 from enginekit import stats as qstats
+
+import router
 
 pytestmark = pytest.mark.chaos
 
@@ -49,23 +49,27 @@ def chaos(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> dic
     }
 
 
+def spawn(chaos: dict[str, Any], concurrency: int, **settings: Any) -> WorkerProcess:
+    return start_worker(chaos["path"], "chaos", chaos["url"], concurrency=concurrency, lease_s=LEASE_S,
+                        maintenance_s=MAINTENANCE_S, recovery_grace_s=GRACE_S, extra_env=chaos["env"], **settings)
+
+
 def test_kill_9_with_50_in_flight_recovers_all(chaos: dict[str, Any]) -> None:
     url, reg, r, rec = chaos["url"], chaos["reg"], chaos["r"], chaos["rec"]
     q = qk(reg, "chaos")
     with router.Client(reg, url=url) as c:
         ids = {i.id for i in c.enqueue_many([("chaos.work", {"gate": "g", "i": i}) for i in range(50)])}
     with workers() as procs:
-        first = start_worker(chaos["path"], "chaos", url, concurrency=50, lease_s=LEASE_S, maintenance_s=MAINTENANCE_S,
-                             recovery_grace_s=GRACE_S, extra_env=chaos["env"])  # fmt: skip
+        first = spawn(chaos, 50)
         procs.append(first)
-        wait_for(lambda: rec.count("started") == 50, 30, f"50 handlers running in the first worker\n{first.log_tail()}")
+        wait_for(lambda: rec.count("started") == 50, 30,
+                 f"50 handlers running in the first worker\n{first.log_tail()}")  # fmt: skip
         assert r.zcard(q.active) == 50
         first.signal(signal.SIGKILL)
         killed_at = time.monotonic()
         assert first.wait(10) == -signal.SIGKILL
         rec.open_gate("g")
-        second = start_worker(chaos["path"], "chaos", url, concurrency=50, lease_s=LEASE_S,
-                              maintenance_s=MAINTENANCE_S, recovery_grace_s=GRACE_S, extra_env=chaos["env"])  # fmt: skip
+        second = spawn(chaos, 50)
         procs.append(second)
         budget = LEASE_S + MAINTENANCE_S + GRACE_S + 6.0  # + process start-up and margin
         wait_for(lambda: rec.count("done") >= 50, budget, f"all 50 tasks completed again\n{second.log_tail()}")
@@ -96,16 +100,15 @@ def test_sigstop_past_lease_then_sigcont_completion_is_refused(chaos: dict[str, 
     with router.Client(reg, url=url) as c:
         tid = c.enqueue("chaos.work", {"gate": "g"}).id
     with workers() as procs:
-        first = start_worker(chaos["path"], "chaos", url, concurrency=1, lease_s=LEASE_S, maintenance_s=MAINTENANCE_S,
-                             recovery_grace_s=GRACE_S, extra_env=chaos["env"])  # fmt: skip
+        first = spawn(chaos, 1)
         procs.append(first)
         wait_for(lambda: rec.count("started") == 1, 30, f"the first worker to start the task\n{first.log_tail()}")
         first.signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
-        second = start_worker(chaos["path"], "chaos", url, concurrency=1, lease_s=LEASE_S,
-                              maintenance_s=MAINTENANCE_S, recovery_grace_s=GRACE_S, extra_env=chaos["env"])  # fmt: skip
+        second = spawn(chaos, 1)
         procs.append(second)
-        wait_for(lambda: rec.count("started") == 2, LEASE_S + 10, f"the second worker to take over\n{second.log_tail()}")
+        wait_for(lambda: rec.count("started") == 2, LEASE_S + 10,
+                 f"the second worker to take over\n{second.log_tail()}")  # fmt: skip
         takeover_s = time.monotonic() - stopped_at
         rec.open_gate("g", tokens=2)  # the frozen worker's BLPOP is first in line for one of them
         wait_for(lambda: qstats(r, q).get("processed") == 1, 10, "the second worker's completion")
@@ -135,8 +138,7 @@ def test_sigterm_finishes_short_tasks_and_requeues_long_ones(chaos: dict[str, An
         short = {c.enqueue("chaos.work", {"gate": "short", "i": i}).id for i in range(3)}
         long = {c.enqueue("chaos.work", {"gate": "long", "i": i}).id for i in range(3)}
     with workers() as procs:
-        w = start_worker(chaos["path"], "chaos", url, concurrency=6, lease_s=LEASE_S,
-                         shutdown_timeout_s=shutdown_timeout_s, extra_env=chaos["env"])  # fmt: skip
+        w = spawn(chaos, 6, shutdown_timeout_s=shutdown_timeout_s)
         procs.append(w)
         wait_for(lambda: rec.count("started") == 6, 30, f"six handlers running\n{w.log_tail()}")
         w.signal(signal.SIGTERM)

@@ -7,12 +7,12 @@ import json
 import threading
 from typing import Any
 
+from enginekit import archived, build_registry, fast_settings, qk, raw_client, task, wait_for
+from enginekit import stats as qstats
+
 import router
 from router.envelope import encode_new
 from router.service import Service
-
-from enginekit import archived, build_registry, fast_settings, qk, raw_client, task, wait_for
-from enginekit import stats as qstats
 
 GOOD_ENV = encode_new("shop.order", '{"n":1}', 1_700_000_000_000)
 

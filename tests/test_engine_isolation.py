@@ -6,13 +6,12 @@ import threading
 from typing import Any
 
 import pytest
+from enginekit import archived, build_registry, fast_settings, qk, raw_client, router_url, task
+from enginekit import stats as qstats
 
 import router
 from router.envelope import encode_new
 from router.service import Service
-
-from enginekit import archived, build_registry, fast_settings, qk, raw_client, router_url, task
-from enginekit import stats as qstats
 
 N = 20
 
@@ -107,14 +106,14 @@ def test_worker_refuses_to_start_when_handlers_disagree(redis_url: str) -> None:
     reg = two_services(redis_url)
     log: list[tuple[str, str, str]] = []
     alpha_app, _ = apps(log)
-    with pytest.raises(router.HandlerMismatch, match="beta.sync"):
+    with pytest.raises(router.HandlerMismatch, match=r"beta\.sync"):
         router.Worker(reg, alpha_app, url=redis_url)
     missing = Service("beta")
     missing.add("beta.sync", lambda t: None)
-    with pytest.raises(router.HandlerMismatch, match="beta.urgent"):
+    with pytest.raises(router.HandlerMismatch, match=r"beta\.urgent"):
         router.Worker(reg, missing, url=redis_url)
     undeclared = Service("beta")
     for t in ("beta.sync", "beta.urgent", "beta.ghost"):
         undeclared.add(t, lambda t: None)
-    with pytest.raises(router.HandlerMismatch, match="beta.ghost"):
+    with pytest.raises(router.HandlerMismatch, match=r"beta\.ghost"):
         router.Worker(reg, undeclared, url=redis_url)

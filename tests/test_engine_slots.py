@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from enginekit import router_url
 
 from router import protocol
 from router.broker import SyncBroker
@@ -15,8 +16,6 @@ from router.connection import connect
 from router.envelope import encode_new
 from router.keys import QueueKeys, ServiceKeys
 from router.slots import key_slot
-
-from enginekit import router_url
 
 NOW = 1_700_000_000_000
 ENV = encode_new("svc.task", '{"a":1}', NOW)
@@ -96,7 +95,8 @@ def test_no_prefix_reaches_into_another_services_key_space() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("service", "a{b}"), ("service", "a:b"), ("queue", "de fault"), ("queue", ""), ("prefix", "p{x"), ("queue", "q" * 65)],
+    [("service", "a{b}"), ("service", "a:b"), ("queue", "de fault"), ("queue", ""), ("prefix", "p{x"),
+     ("queue", "q" * 65)],
 )
 def test_invalid_names_are_refused(kind: str, value: str) -> None:
     args = {"prefix": "p", "service": "s", "queue": "q", kind: value}
