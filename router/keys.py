@@ -15,6 +15,9 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
     Q:retry      ZSET    task id -> time to retry (ms)
     Q:archived   ZSET    task id -> time archived (ms); the dead letter, bounded by size and age
     Q:completed  ZSET    task id -> time its retained result expires (ms)
+    Q:done       ZSET    task id -> time completed (ms), for tasks not retained: a tombstone that keeps a late
+                         repeat of the enqueue (after an unknown outcome) from running the task twice; bounded
+                         by age and count
     Q:lost       HASH    task id -> number of deliveries whose lease expired (crash recovery counter)
     Q:seq        STRING  delivery token counter
     Q:wake       LIST    0 or 1 element; idle workers block on it instead of polling
@@ -103,6 +106,10 @@ class QueueKeys:
     @property
     def completed(self) -> str:
         return f"{self.base}:completed"
+
+    @property
+    def done(self) -> str:
+        return f"{self.base}:done"
 
     @property
     def lost(self) -> str:

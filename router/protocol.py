@@ -62,7 +62,7 @@ def enqueue(qk: QueueKeys, items: Sequence[tuple[str, str]]) -> Call:
     for task_id, envelope in items:
         args.append(task_id)
         args.append(envelope)
-    return Call(ENQUEUE, (qk.messages, qk.pending, qk.wake, qk.stats), tuple(args))
+    return Call(ENQUEUE, (qk.messages, qk.pending, qk.wake, qk.stats, qk.done), tuple(args))
 
 
 def parse_enqueue(reply: Any) -> list[int]:
@@ -107,11 +107,20 @@ class Completion:
     envelope: str = ""
 
 
-def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion]) -> Call:
-    args: list[Arg] = [now_ms]
+@dataclass(frozen=True)
+class Tombstones:
+    """How long, and how many, ids of completed tasks are remembered to refuse a late repeat of their enqueue."""
+
+    window_ms: int = 300_000
+    cap: int = 100_000
+
+
+def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion], tombstones: Tombstones | None = None) -> Call:
+    t = tombstones or Tombstones()
+    args: list[Arg] = [now_ms, t.window_ms, t.cap]
     for c in items:
         args.extend((c.member, c.retain_until_ms, c.envelope))
-    return Call(ACK, (qk.active, qk.messages, qk.lost, qk.completed, qk.stats), tuple(args))
+    return Call(ACK, (qk.active, qk.messages, qk.lost, qk.completed, qk.stats, qk.done), tuple(args))
 
 
 def parse_members(reply: Any) -> list[str]:

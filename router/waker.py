@@ -1,9 +1,10 @@
 """Idle wake-ups without polling: threads that block on the queues' wake lists and tell the main loop.
 
 Enqueue scripts push one token to ``Q:wake`` when it is empty; an idle worker blocks there (BLPOP, at most
-``BLOCK_S`` at a time) instead of polling. One BLPOP covers all of a service's queues on a single server; in Redis
-Cluster each queue is its own slot, so keys are grouped by slot and each group gets its own thread and connection. A thread only blocks while the main loop has armed it
-(found nothing to do), so a busy worker sends no blocking commands.
+``BLOCK_S`` at a time) instead of polling. One BLPOP covers all of a service's queues on a single server; in
+Redis Cluster each queue is its own slot, so keys are grouped by slot and each group gets its own thread and
+connection. A thread only blocks while the main loop has armed it (found nothing to do), so a busy worker sends
+no blocking commands.
 """
 
 from __future__ import annotations

@@ -63,6 +63,10 @@ class WorkerSettings:
     recovery_grace_s: float = 1.0
     archive_max_size: int = 10_000
     archive_max_age_s: float = 90 * 86400.0
+    #: Completed (not retained) task ids are remembered this long, up to ``dedupe_max`` per queue, so repeating
+    #: an enqueue whose outcome was unknown cannot run the task a second time.
+    dedupe_window_s: float = 300.0
+    dedupe_max: int = 100_000
 
 
 @dataclass(eq=False)
@@ -82,6 +86,8 @@ class _Running:
 class _State:
     running: dict[str, _Running] = field(default_factory=dict)
     acks: dict[QueueKeys, list[protocol.Completion]] = field(default_factory=dict)
+    # Retry and archive calls waiting for the next round trip, with the counter each one bumps when it lands.
+    outbox: list[tuple[protocol.Call, str]] = field(default_factory=list)
     fetching: bool = True
     maybe_work: bool = True  # False once the queues came back empty, until a wake-up says otherwise
     stopping: bool = False
@@ -131,6 +137,7 @@ class Worker:
         self._state = _State()
         self._claim_lock = threading.Lock()
         self._heartbeats = 0
+        self._tombstones = protocol.Tombstones(int(self.settings.dedupe_window_s * 1000), self.settings.dedupe_max)
         self._capacity = self.settings.concurrency + (
             self.settings.concurrency if self.settings.prefetch is None else self.settings.prefetch
         )
@@ -294,20 +301,27 @@ class Worker:
         return fetched, fetched == 0
 
     def _ack_calls(self) -> list[protocol.Call]:
-        """Ack calls for the completions gathered so far; they stay queued until a round trip succeeds."""
-        acks = self._state.acks
-        if not acks:
-            return []
-        now_ms = int(self._clock() * 1000)
-        return [protocol.ack(qk, now_ms, items) for qk, items in acks.items()]
+        """Calls settling every outcome gathered so far: acks, then retries and archives.
+
+        They stay queued until a round trip succeeds, so an outage delays outcomes but loses none (and a worker
+        never dies because a handler failed while Redis was away)."""
+        st = self._state
+        calls = [call for call, _ in st.outbox]
+        if st.acks:
+            now_ms = int(self._clock() * 1000)
+            calls += [protocol.ack(qk, now_ms, items, self._tombstones) for qk, items in st.acks.items()]
+        return calls
 
     def _apply_acks(self, calls: list[protocol.Call], replies: Sequence[Any]) -> None:
         if not calls:
             return
-        self._state.acks = {}
-        for call, reply in zip(calls, replies):
+        st = self._state
+        outbox, st.outbox, st.acks = st.outbox, [], {}
+        for (_, what), reply in zip(outbox, replies):
+            self._count(reply, what)
+        for call, reply in zip(calls[len(outbox) :], replies[len(outbox) :]):
             stale = protocol.parse_members(reply)
-            self.stats["processed"] += (len(call.args) - 1) // 3 - len(stale)
+            self.stats["processed"] += (len(call.args) - 3) // 3 - len(stale)
             self.stats["stale"] += len(stale)
             for member in stale:
                 log.warning("stale_completion_refused", member=member, reason="lease no longer held")
@@ -387,8 +401,7 @@ class Worker:
             delay = self._backoff(failures, error)
             retry_at = int((self._clock() + delay) * 1000)
             new_env = encode(Envelope(**{**env.__dict__, "failures": failures, "last_error": message[:2000]}))
-            ok = self._broker.run(protocol.retry(run.qk, run.member, retry_at, new_env))
-            self._count(ok, "retried")
+            self._state.outbox.append((protocol.retry(run.qk, run.member, retry_at, new_env), "retried"))
             log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
                      retry_in_s=round(delay, 3), error=message[:500])
 
@@ -402,7 +415,7 @@ class Worker:
         now_ms = int(self._clock() * 1000)
         call = protocol.archive(qk, member, now_ms, encode(Envelope(**fields)), s.archive_max_size,
                                 int(s.archive_max_age_s * 1000))
-        self._count(self._broker.run(call), "archived")
+        self._state.outbox.append((call, "archived"))
         log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
 
     def _archive_raw(self, qk: QueueKeys, d: protocol.RawDelivery, reason: str, detail: str) -> None:
@@ -542,7 +555,11 @@ class Worker:
                 if run.started is None:
                     del self._state.running[run.member]
         if by_queue:
-            replies = self._broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
+            try:
+                replies = self._broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
+            except _TRANSIENT as exc:
+                log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")
+                return
             n = sum(int(r) for r in replies)
             self.stats["requeued"] += n
             log.warning("tasks_requeued_at_shutdown" if self._state.stopping else "tasks_requeued", count=n,

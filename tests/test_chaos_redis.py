@@ -137,11 +137,6 @@ def test_redis_restart_under_load_loses_no_acknowledged_task(
         rec_client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: worker.py _drain_events runs _settle -> _fail/_archive (a Redis call) outside the "
-    "try/except of _loop, so a handler that fails while Redis is down kills the worker with ConnectionError",
-)
 def test_worker_survives_a_handler_failing_during_an_outage(fresh_redis_server: Any) -> None:
     server = fresh_redis_server
     url = server.url

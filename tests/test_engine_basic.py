@@ -151,12 +151,6 @@ def test_repeated_identical_envelope_is_recognised_not_duplicated(target: tuple[
     assert r.llen(q.pending) == 2 and qstats(r, q)["enqueued"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: enqueue.lua only detects a repeat while Q:msg still holds the id; ack.lua deletes the "
-    "message on completion (no retention), so repeating an enqueue after EnqueueOutcomeUnknown, as errors.py "
-    "advises ('never a duplicate'), re-creates and re-runs a task that already completed",
-)
 def test_repeating_an_enqueue_after_the_task_completed_creates_no_duplicate(redis_url: str) -> None:
     reg = fleet(redis_url)
     r = raw_client(redis_url)

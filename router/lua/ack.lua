@@ -1,12 +1,15 @@
 -- ack: complete tasks whose lease the caller still holds.
--- KEYS[1] Q:active  KEYS[2] Q:msg  KEYS[3] Q:lost  KEYS[4] Q:completed  KEYS[5] Q:stats
--- ARGV[1] now (ms), then triples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none)
+-- KEYS[1] Q:active  KEYS[2] Q:msg  KEYS[3] Q:lost  KEYS[4] Q:completed  KEYS[5] Q:stats  KEYS[6] Q:done
+-- ARGV[1] now (ms)  ARGV[2] tombstone window (ms)  ARGV[3] tombstone cap
+-- then triples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none)
 -- Returns the members whose lease was no longer held (stale: another worker owns the task, or it was requeued).
--- Expired retained results are trimmed, at most 100 per call.
+-- A task not retained leaves a tombstone in Q:done (so a late repeat of its enqueue is refused), kept for the
+-- window and at most the cap. Expired retained results are trimmed, at most 100 per call.
 local now = tonumber(ARGV[1])
 local stale = {}
 local done = 0
-for i = 2, #ARGV, 3 do
+local tombstones = {}
+for i = 4, #ARGV, 3 do
   local member = ARGV[i]
   if redis.call('ZREM', KEYS[1], member) == 1 then
     local id = string.match(member, '^(.*):%d+$')
@@ -17,11 +20,20 @@ for i = 2, #ARGV, 3 do
       redis.call('ZADD', KEYS[4], keep, id)
     else
       redis.call('HDEL', KEYS[2], id)
+      tombstones[#tombstones + 1] = now
+      tombstones[#tombstones + 1] = id
     end
     done = done + 1
   else
     stale[#stale + 1] = member
   end
+end
+if #tombstones > 0 then
+  for j = 1, #tombstones, 1000 do  -- unpack in chunks: Lua's C stack takes a few thousand values at most
+    redis.call('ZADD', KEYS[6], unpack(tombstones, j, math.min(j + 999, #tombstones)))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[2]))
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[3]) - 1)
 end
 if done > 0 then redis.call('HINCRBY', KEYS[5], 'processed', done) end
 if #stale > 0 then redis.call('HINCRBY', KEYS[5], 'stale', #stale) end
