@@ -106,13 +106,20 @@ def _fail(code: int, message: str) -> NoReturn:
               help="Longest pause between recovery/promotion sweeps (sooner when something falls due).")
 @click.option("--recovery-grace-s", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Clock-skew allowance before an expired lease is recovered.")
+@click.option("--prefetch", type=click.IntRange(0), default=None,
+              help="Tasks leased ahead of free slots (default: as many as --concurrency).")
+@click.option("--archive-max-size", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Dead-letter entries kept per queue; the oldest are dropped beyond it.")
+@click.option("--archive-max-age-s", type=click.FloatRange(1), default=90 * 86400.0, show_default=True,
+              help="Dead-letter entries older than this are dropped.")
 @click.option("--allow-handler-mismatch", is_flag=True,
               help="Start even if the handlers disagree with the registry (logged loudly).")
 @_with_logs
 def worker(
     registry_path: str, service: str, url: str | None, concurrency: int | None, processes: int, burst: bool,
     lease_s: float, shutdown_timeout_s: float, heartbeat_s: float, maintenance_s: float,
-    recovery_grace_s: float, allow_handler_mismatch: bool, log_format: LogFormat, log_level: str,
+    recovery_grace_s: float, prefetch: int | None, archive_max_size: int, archive_max_age_s: float,
+    allow_handler_mismatch: bool, log_format: LogFormat, log_level: str,
 ) -> None:
     """Run a worker group for one service: it reads only that service's queues, under its own prefix.
 
@@ -127,6 +134,7 @@ def worker(
         settings = WorkerSettings(
             concurrency=concurrency or 0, lease_s=lease_s, shutdown_timeout_s=shutdown_timeout_s,
             heartbeat_s=heartbeat_s, maintenance_s=maintenance_s, recovery_grace_s=recovery_grace_s,
+            prefetch=prefetch, archive_max_size=archive_max_size, archive_max_age_s=archive_max_age_s,
         )
         code = run_worker(WorkerCommand(registry_path, service, url, processes, burst, allow_handler_mismatch,
                                         settings))
