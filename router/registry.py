@@ -63,6 +63,7 @@ class ServiceSpec:
     concurrency: int = 10
     priority: PriorityMode = PriorityMode.WEIGHTED
     location: SourceLocation | None = field(default=None, compare=False)
+    app_location: SourceLocation | None = field(default=None, compare=False)
 
     def queue(self, name: str) -> QueueSpec | None:
         """The queue called ``name``, or None when this service has no such queue."""

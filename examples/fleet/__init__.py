@@ -1,0 +1,1 @@
+"""The example fleet's handler sets, one module per service (wired by ``app:`` in services.yaml)."""
