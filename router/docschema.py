@@ -36,36 +36,52 @@ def services_schema() -> Mapping[str, Any]:
 
 
 @cache
-def _validators() -> tuple[Validator, Validator, Validator]:
-    """Validators for a root file and an included one, both skipping task bodies, and one for a task body.
+def _validators() -> tuple[Validator, Validator, Validator, Mapping[str, Validator] | None]:
+    """Validators for a root file and an included one (both skipping task bodies), for a task body, and for
+    each property of a task body.
 
-    Task bodies are checked one at a time against ``$defs/task``, memoised on their content: fleets repeat the
-    same few task policies thousands of times, and jsonschema costs tens of microseconds per task.
+    Task bodies are checked separately and memoised: a fleet repeats the same few values thousands of times,
+    and jsonschema costs tens of microseconds per task. Local refs are inlined first, since resolving a "$ref"
+    costs jsonschema more than checking the value it names.
     """
     schema = services_schema()
-    outline = copy.deepcopy(dict(schema))
-    outline["$defs"]["service"]["properties"]["tasks"]["additionalProperties"] = True
-    root = Draft202012Validator(outline)
-    # evolve keeps the root's resolver, so "#/$defs/..." refs inside the sub-schemas still resolve.
-    task = Draft202012Validator(schema).evolve(schema=schema["$defs"]["task"])
-    return root, root.evolve(schema=outline["$defs"]["fragment"]), task
+    skeleton = copy.deepcopy(dict(schema))
+    skeleton["$defs"]["service"]["properties"]["tasks"]["additionalProperties"] = True
+    outline = _inline_refs(skeleton, skeleton, 0)
+    task = _inline_refs(schema["$defs"]["task"], schema, 0)
+    # Per-property checking is exact only while the task schema is a plain object of independent properties.
+    independent = set(task) <= {"type", "additionalProperties", "properties", "description"}
+    by_property = {k: Draft202012Validator(v) for k, v in task["properties"].items()} if independent else None
+    return (Draft202012Validator(outline), Draft202012Validator(outline["$defs"]["fragment"]),
+            Draft202012Validator(task), by_property)
+
+
+def _inline_refs(node: Any, root: Mapping[str, Any], depth: int) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/name"}`` replaced by the definition (the schema has no cycles)."""
+    if depth > 32:
+        raise ValueError("services.schema.json: $ref nesting too deep (a cycle?)")
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/") and len(node) == 1:
+            return _inline_refs(root["$defs"][ref[len("#/$defs/"):]], root, depth + 1)
+        return {k: _inline_refs(v, root, depth + 1) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, root, depth + 1) for v in node]
+    return node
 
 
 def schema_problems(doc: YamlDocument, *, included: bool) -> list[Problem]:
     """Every violation of the services schema in ``doc`` (an included file follows ``$defs/fragment``)."""
-    root, fragment, task_validator = _validators()
+    root, fragment, task_validator, by_property = _validators()
     validator = fragment if included else root
     found: list[tuple[Path, ValidationError]] = [((), e) for e in validator.iter_errors(doc.data)]
     memo: dict[str, list[ValidationError]] = {}
     for base, task in _tasks(doc.data):
-        # The payload is a schema of its own, checked later; here only its type matters.
-        payload = task.get("payload") if isinstance(task, dict) else None
-        shape = {**task, "payload": {}} if isinstance(payload, dict) else task
-        key = json.dumps(shape, sort_keys=True, default=repr)
-        errors = memo.get(key)
-        if errors is None:
-            errors = memo[key] = list(task_validator.iter_errors(shape))
-        found += [(base, e) for e in errors]
+        if by_property is not None and type(task) is dict and all(k in by_property for k in task):
+            for key, value in task.items():
+                found += [((*base, key), e) for e in _memo_errors(by_property[key], key, value, memo)]
+        else:
+            found += [(base, e) for e in _memo_errors(task_validator, "", task, memo)]
     problems: list[Problem] = []
     seen: set[tuple[Path, str]] = set()
     for base, error in found:
@@ -74,6 +90,20 @@ def schema_problems(doc: YamlDocument, *, included: bool) -> list[Problem]:
                 seen.add((problem_path, message))
                 problems.append(doc.problem(problem_path, message, code, key=on_key))
     return problems
+
+
+def _memo_errors(validator: Validator, name: str, value: Any, memo: dict[str, list[ValidationError]]) -> \
+        list[ValidationError]:
+    # A payload is a schema of its own, checked later; here only its type matters.
+    if name == "payload" and type(value) is dict:
+        value = {}
+    elif not name and type(value) is dict and type(value.get("payload")) is dict:
+        value = {**value, "payload": {}}
+    key = f"{name}\0{json.dumps(value, sort_keys=True, default=repr)}"
+    errors = memo.get(key)
+    if errors is None:
+        errors = memo[key] = list(validator.iter_errors(value))
+    return errors
 
 
 def _tasks(data: Any) -> Iterator[tuple[Path, Any]]:

@@ -269,7 +269,7 @@ class _Composer:
             if type(event) is ev.MappingEndEvent:
                 break
             if type(event) is ev.ScalarEvent and event.tag is None and event.anchor is None and (
-                    not event.implicit[0] or type(cache.get(event.value)) is str):
+                    not event.implicit[0] or (type(cache.get(event.value)) is str and event.value != "<<")):
                 key: Any = event.value  # the common case: a quoted key, or a plain one already seen as a string
             else:
                 key = self.key(event, path if record else None, depth)

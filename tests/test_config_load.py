@@ -172,6 +172,20 @@ def test_merge_keys_and_aliases_share_policy(tmp_path: Path) -> None:
     assert tasks["email.c"].payload_schema["properties"]["when"]["const"] == "2024-01-01"
 
 
+def test_merge_key_after_the_same_text_as_a_value(tmp_path: Path) -> None:
+    """A plain `<<` seen earlier as a value does not turn a later `<<:` into an ordinary key."""
+    root = write(tmp_path, "services.yaml", """
+        version: 1
+        services:
+          email:
+            tasks:
+              email.a: &policy {timeout_s: 30}
+              email.b: {payload: {title: <<}}
+              email.c: {<<: *policy}
+        """)
+    assert router.load(root, env={}).tasks["email.c"].timeout_s == 30.0
+
+
 def test_queues_as_a_list_and_defaults(tmp_path: Path) -> None:
     """A queue list means weight 1 each; no queues means one `default` queue; a null task takes all defaults."""
     root = write(tmp_path, "services.yaml", """
