@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from router.client import AsyncClient, Client
+from router.config import load
 from router.errors import (
     BrokerError,
     ConfigError,
@@ -27,11 +28,6 @@ from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, Service
 from router.service import Service
 from router.task import Task, TaskInfo, TaskState
 from router.worker import Worker, WorkerSettings
-
-try:  # the loader lands with the registry work; keep the package importable meanwhile
-    from router.config import load
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = [
     "AsyncClient",
