@@ -19,8 +19,9 @@ from jsonschema.protocols import Validator
 
 from router.envelope import encode_new, encode_payload
 from router.errors import InvalidOption, PayloadInvalid, PayloadTooLarge, UnknownTaskType, Violation
+from router.fastcheck import Check, compile_fast
 from router.keys import QueueKeys, check_task_id
-from router.payloads import payload_validator, payload_violations
+from router.payloads import payload_validator, payload_violations, thaw
 from router.registry import Registry, TaskSpec
 
 Clock = Callable[[], float]
@@ -48,6 +49,7 @@ class Route:
 class _Compiled:
     spec: TaskSpec
     validator: Validator
+    fast: Check | None  # certainly-valid shortcut for simple schemas; jsonschema decides everything else
     keys: QueueKeys
 
 
@@ -87,7 +89,8 @@ class Guard:
         if not isinstance(payload, Mapping):
             got = type(payload).__name__
             raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {got}")])
-        if not compiled.validator.is_valid(payload):
+        fast = compiled.fast
+        if not (fast is not None and fast(payload)) and not compiled.validator.is_valid(payload):
             raise PayloadInvalid(task_type, payload_violations(spec, payload))
         try:
             payload_json = encode_payload(payload)
@@ -106,7 +109,8 @@ class Guard:
         if spec is None:
             names = list(self.registry.tasks)
             raise UnknownTaskType(task_type, difflib.get_close_matches(str(task_type), names, n=3, cutoff=0.6))
-        compiled = _Compiled(spec, payload_validator(spec), self._keys(spec.service, spec.queue))
+        fast = compile_fast(thaw(spec.payload_schema))
+        compiled = _Compiled(spec, payload_validator(spec), fast, self._keys(spec.service, spec.queue))
         self._compiled[task_type] = compiled
         return compiled
 
