@@ -21,6 +21,7 @@ class Metric:
     unit: str
     higher: bool
     digits: int = 0
+    compared: bool = True  # False: router only, left out of the ratio to the best peer
 
 
 METRICS: tuple[Metric, ...] = (
@@ -36,11 +37,19 @@ METRICS: tuple[Metric, ...] = (
     Metric("rss_idle", "worker RSS idle", "MiB", False, 1),
     Metric("rss_w2", "worker RSS under W2", "MiB", False, 1),
     Metric("idle_cmds", "Redis commands/s of an idle worker", "cmd/s", False, 1),
+    Metric("backlog_w2", "W2 drain with a backlog", "tasks/s", True, compared=False),
+    Metric("backlog_ratio", "backlog W2 / W2", "x", True, 2, compared=False),
+    Metric("backlog_mem", "Redis memory per pending task in the backlog", "B", False, compared=False),
+    Metric("backlog_preload", "backlog preload (enqueue_many by 1,000)", "tasks/s", True, compared=False),
+    Metric("backlog_preload_s", "backlog preload time", "s", False, 1, compared=False),
+    Metric("backlog_archive_s", "backlog archive time (enqueue + burst worker)", "s", False, 1, compared=False),
 )
 BY_KEY = {m.key: m for m in METRICS}
 # Which workload's note explains a missing metric.
 NOTE_OF = {"w3_p50": "w3", "w3_p99": "w3", "w3_max": "w3", "startup": "w2", "rss_w2": "w2",
-           "rss_idle": "w3", "idle_cmds": "w3", "mem_per_task": "mem"}  # fmt: skip
+           "rss_idle": "w3", "idle_cmds": "w3", "mem_per_task": "mem",
+           **{m: "backlog" for m in ("backlog_w2", "backlog_ratio", "backlog_mem", "backlog_preload",
+                                     "backlog_preload_s", "backlog_archive_s")}}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -155,7 +164,7 @@ def ratio_table(
     routers = [c.name for c in contenders if c.kind == "router" and summaries.get(c.name)]
     head = "| metric | best peer | " + " | ".join(f"{r} | {r} / best" for r in routers) + " |"
     lines = [head, "|" + "---|" * (2 + 2 * len(routers))]
-    for metric in METRICS:
+    for metric in (m for m in METRICS if m.compared):
         best = best_peer(summaries, by_name, metric)
         arrow = "higher is better" if metric.higher else "lower is better"
         row = [f"{metric.label}, {metric.unit} ({arrow})"]
@@ -166,6 +175,34 @@ def ratio_table(
             row.append(f"{stat.median / best[1]:.2f}x" if stat and best and best[1] else "n/a")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def backlog_section(
+    contenders: Sequence[Contender],
+    summaries: Mapping[str, Mapping[str, Stat]],
+    records: Mapping[str, Sequence[Record]],
+    pending: int,
+    archived: int,
+) -> str:
+    """Issue #4's backlog check, for the router contenders that ran it ("" when none did)."""
+    ran = [c for c in contenders if c.kind == "router" and any(
+        "backlog" in r.notes or "backlog_w2" in r.metrics for r in records.get(c.name, []))]  # fmt: skip
+    if not ran:
+        return ""
+    lines = [f"## Backlog: W2 with {pending:,} tasks pending and {archived:,} archived\n",
+             "Same worker and rate as W2, over the first N handler starts; the target is backlog / W2 >= 0.90.\n",
+             "| contender | W2 | backlog W2 | backlog / W2 | B per pending task | preload s (tasks/s) | archive s |",
+             "|" + "---|" * 7]  # fmt: skip
+    for c in ran:
+        s, recs = summaries.get(c.name, {}), records[c.name]
+
+        def one(key: str, s: Mapping[str, Stat] = s, recs: Sequence[Record] = recs) -> str:
+            return cell(s.get(key), BY_KEY[key], _note_for(recs, key))
+
+        row = [c.name, one("w2"), one("backlog_w2"), one("backlog_ratio"), one("backlog_mem"),
+               f"{one('backlog_preload_s')} ({one('backlog_preload')})", one("backlog_archive_s")]  # fmt: skip
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n\n"
 
 
 def notes_section(records: Mapping[str, Sequence[Record]]) -> str:

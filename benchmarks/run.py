@@ -31,12 +31,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", help=f"comma-separated contenders (of {', '.join(BY_NAME)})")
     parser.add_argument("--skip", help="comma-separated contenders to leave out")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated workload groups: w1 (+W2), w1b (+W4), w3 (+idle), mem")  # fmt: skip
+                        help="comma-separated workload groups: w1 (+W2), w1b (+W4), w3 (+idle), mem, "
+                             "backlog (router only)")  # fmt: skip
     parser.add_argument("--reps", type=int, help="repetitions, interleaved (default 3; 1 with --quick)")
     parser.add_argument("--n", type=int, help="tasks for W1/W1b/W2/W4 (default 20,000; 2,000 with --quick)")
     parser.add_argument("--w3-n", type=int, help="W3 tasks (default 2,000; 400 with --quick)")
     parser.add_argument("--w3-rate", type=float, default=200.0, help="W3 tasks per second (default 200)")
     parser.add_argument("--mem-n", type=int, help="tasks for memory per task (default 100,000; 20,000 quick)")
+    parser.add_argument("--backlog-n", type=int, help="pending tasks for backlog W2 (default 1,000,000; 100,000 quick)")
+    parser.add_argument("--backlog-archived", type=int, help="archived tasks there (default 100,000; 10,000 quick)")
     parser.add_argument("--idle-s", type=float, help="idle window in seconds (default 10; 5 with --quick)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     return parser.parse_args(argv)
@@ -54,6 +57,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         w3_rate=args.w3_rate,
         mem_n=pick(args.mem_n, 100_000, 20_000),
         idle_s=pick(args.idle_s, 10.0, 5.0),
+        backlog_n=pick(args.backlog_n, 1_000_000, 100_000),
+        backlog_archived=pick(args.backlog_archived, 100_000, 10_000),
     )
 
 
@@ -111,14 +116,16 @@ def render(
         f"{s['w3_rate']:g}/s, memory over {s['mem_n']:,} tasks, idle window {s['idle_s']:g} s. "
         f"Redis {m['redis']['redis_version']} (save {m['redis']['save']!r}, appendonly "
         f"{m['redis']['appendonly']}), Python {m['machine']['python']}, {m['machine']['cpus']} CPUs, "
-        f"commit {m['commit']}.\n\n"
+        f"commit {m['commit']}. Backlog W2 (router): {s['backlog_n']:,} pending, {s['backlog_archived']:,} "
+        "archived.\n\n"
         "Throughput in tasks/s; W2/W4 rate = (N-1)/(last handler start - first handler start); start-up = "
         "worker process start to first handler start in W2; RSS summed over the worker's process tree.\n\n"
     )
     body = report.results_table(chosen, summaries, records, skipped, versions)
     ratios = report.ratio_table(chosen, summaries, BY_NAME)
+    backlog = report.backlog_section(chosen, summaries, records, s["backlog_n"], s["backlog_archived"])
     pkgs = ", ".join(f"{k} {v}" for k, v in versions.items())
-    return (f"{header}{body}\n\n## router against the best peer\n\n{ratios}\n\n"
+    return (f"{header}{body}\n\n## router against the best peer\n\n{ratios}\n\n{backlog}"
             f"{report.notes_section(records)}\n## Versions\n\n{pkgs}\n")  # fmt: skip
 
 

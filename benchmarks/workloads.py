@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ DRAIN_MIN_RATE = 100.0  # tasks/s below which a drain is declared timed out
 WARMUP_TIMEOUT_S = 60.0
 SETTLE_S = 1.0
 MIB = 1024 * 1024
+BACKLOG_MODULE = "benchmarks.peers.router_backlog"
+BACKLOG_BATCH = 1_000
 
 
 class RunFailed(Exception):
@@ -50,6 +53,8 @@ class Settings:
     mem_n: int = 100_000
     idle_s: float = 10.0
     workers_w4: int = 2
+    backlog_n: int = 1_000_000
+    backlog_archived: int = 100_000
 
 
 @dataclass
@@ -99,17 +104,22 @@ class Bench:
         if rate > 0:
             argv += ["--rate", str(rate)]
         limit = PRODUCE_FLOOR_S + (n / rate if rate > 0 else n / PRODUCE_MIN_RATE)
-        log = self.log_path(c, tag)
+        return float(self.run_json(argv, self.log_path(c, tag), limit, "producer")["seconds"])
+
+    def run_json(self, argv: Sequence[str], log: Path, limit: float, what: str, *, echo: bool = False) -> Any:
+        """Run a child that prints one JSON line last; return it parsed. ``echo`` prints its other lines as
+        they come (progress). Raise :class:`RunFailed` if it fails or is still running after ``limit`` s."""
         proc = procs.spawn(argv, self.env, log, stdout_pipe=True)
         try:
-            out, _ = proc.communicate(timeout=limit)
+            lines = _read_lines(proc, limit, what, echo)
+            proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            raise RunFailed(f"timeout: producer still running after {limit:.0f} s") from None
+            raise RunFailed(f"timeout: {what} still running after {limit:.0f} s") from None
         finally:
             procs.stop(proc)
-        if proc.returncode != 0:
-            raise RunFailed(f"producer exited {proc.returncode}: {_tail(log)}")
-        return float(json.loads(out.decode().strip().splitlines()[-1])["seconds"])
+        if proc.returncode != 0 or not lines:
+            raise RunFailed(f"{what} exited {proc.returncode}: {_tail(log)}")
+        return json.loads(lines[-1])
 
     def preload(self, c: Contender, n: int, tag: str) -> None:
         """Queue ``n`` tasks the fastest way the contender offers (not a measurement)."""
@@ -184,6 +194,30 @@ def _tail(log: Path, lines: int = 3) -> str:
     return " | ".join(line.strip()[:200] for line in text[-lines:])
 
 
+def _read_lines(proc: subprocess.Popen[bytes], limit: float, what: str, echo: bool) -> list[str]:
+    """A child's stdout lines until it closes it; printed as they come with ``echo``."""
+    if proc.stdout is None:
+        raise ValueError("the child was started without stdout_pipe")
+    fd, deadline, pending = proc.stdout.fileno(), time.monotonic() + limit, b""
+    lines: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunFailed(f"timeout: {what} still running after {limit:.0f} s")
+            if not selector.select(timeout=left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return lines + ([pending.decode()] if pending.strip() else [])
+            *complete, pending = (pending + chunk).split(b"\n")
+            for line in (raw.decode() for raw in complete if raw.strip()):
+                lines.append(line)
+                if echo and not line.startswith("{"):
+                    print(f"  {line}", flush=True)
+
+
 def _guard(rec: Record, workload: str, fn: Callable[[], None]) -> None:
     try:
         fn()
@@ -196,8 +230,9 @@ def _guard(rec: Record, workload: str, fn: Callable[[], None]) -> None:
 # --- workloads ----------------------------------------------------------------------------------------
 
 
-def _drain(bench: Bench, c: Contender, count: int, tag: str, rec: Record, key: str) -> None:
-    """Start ``count`` workers on an already filled queue and time the drain by the handlers' start stamps."""
+def _timed_drain(bench: Bench, c: Contender, count: int, tag: str) -> tuple[list[float], float, int]:
+    """Start ``count`` workers on an already filled queue, stop them once ``n`` handlers have started; return
+    the sorted handler start stamps, the wall-clock time just before the first worker start and the peak RSS."""
     n = bench.settings.n
     peak = 0
     with bench.workers(c, count, tag) as (group, started):
@@ -208,8 +243,18 @@ def _drain(bench: Bench, c: Contender, count: int, tag: str, rec: Record, key: s
 
         bench.wait_results(n, DRAIN_FLOOR_S + n / DRAIN_MIN_RATE, group, sample)
         sample()
-    starts = sorted(start for _, start in bench.samples())
-    rec.metrics[key] = (len(starts) - 1) / (starts[-1] - starts[0])
+    return sorted(start for _, start in bench.samples()), started, peak
+
+
+def _rate(starts: Sequence[float]) -> float:
+    """W2's figure: (N-1) / (last handler start - first handler start)."""
+    return (len(starts) - 1) / (starts[-1] - starts[0])
+
+
+def _drain(bench: Bench, c: Contender, count: int, tag: str, rec: Record, key: str) -> None:
+    """Time the drain of an already filled queue by the handlers' start stamps."""
+    starts, started, peak = _timed_drain(bench, c, count, tag)
+    rec.metrics[key] = _rate(starts)
     if count == 1:
         rec.metrics["startup"] = starts[0] - started
         rec.metrics["rss_w2"] = peak / MIB
@@ -290,10 +335,64 @@ def run_memory(bench: Bench, c: Contender, rec: Record) -> None:
     _guard(rec, "mem", measure)
 
 
+def _backlog_phase(bench: Bench, c: Contender, phase: str, n: int, echo: bool = False) -> Any:
+    argv = [sys.executable, "-m", BACKLOG_MODULE, phase, "--n", str(n), "--batch", str(BACKLOG_BATCH)]
+    limit = PRODUCE_FLOOR_S + n / DRAIN_MIN_RATE
+    return bench.run_json(argv, bench.log_path(c, f"backlog-{phase}"), limit, f"backlog {phase}", echo=echo)
+
+
+def _fill_backlog(bench: Bench, c: Contender, rec: Record) -> None:
+    """Archive ``backlog_archived`` tasks through a SkipRetry handler, then queue ``backlog_n`` pending ones
+    (timed, with Redis memory per pending task)."""
+    s = bench.settings
+    if s.backlog_archived > 0:
+        done = _backlog_phase(bench, c, "archive", s.backlog_archived)
+        if done["archived"] != s.backlog_archived or done["pending"]:
+            raise RunFailed(f"archive phase left {done['archived']} archived, {done['pending']} pending")
+        rec.metrics["backlog_archive_s"] = done["seconds"]
+        print(f"  archived {s.backlog_archived:,} in {done['seconds']:.1f} s (enqueue + burst worker)", flush=True)
+    before = int(bench.r.info("memory")["used_memory"])
+    done = _backlog_phase(bench, c, "pending", s.backlog_n, echo=True)
+    if done["pending"] != s.backlog_n:
+        raise RunFailed(f"pending phase left {done['pending']} pending, not {s.backlog_n}")
+    rec.metrics["backlog_mem"] = (int(bench.r.info("memory")["used_memory"]) - before) / s.backlog_n
+    rec.metrics["backlog_preload_s"] = done["seconds"]
+    rec.metrics["backlog_preload"] = s.backlog_n / done["seconds"]
+
+
+def _backlog_w2(bench: Bench, c: Contender, rec: Record) -> None:
+    _fill_backlog(bench, c, rec)
+    starts, _, _ = _timed_drain(bench, c, 1, "backlog-w2")
+    rec.metrics["backlog_w2"] = _rate(starts[: bench.settings.n])
+    if rec.metrics.get("w2"):
+        rec.metrics["backlog_ratio"] = rec.metrics["backlog_w2"] / rec.metrics["w2"]
+
+
+def _plain_w2(bench: Bench, c: Contender, rec: Record) -> None:
+    """W2 on a queue filled by the bulk API, for a repetition that did not run ``w1``."""
+    bench.flush()
+    bench.preload(c, bench.settings.n, "w2-preload")
+    _drain(bench, c, 1, "w2", rec, "w2")
+
+
+def run_backlog(bench: Bench, c: Contender, rec: Record) -> None:
+    """Router only (issue #4): W2 with ``backlog_n`` tasks pending and ``backlog_archived`` archived, over the
+    first N handler starts, and its ratio to this repetition's W2 (measured here first if ``w1`` did not run)."""
+    if c.kind != "router":
+        return
+    if "w2" not in rec.metrics and "w2" not in rec.notes:
+        _guard(rec, "w2", lambda: _plain_w2(bench, c, rec))
+    bench.flush()
+    _guard(rec, "backlog", lambda: _backlog_w2(bench, c, rec))
+    bench.flush()  # give the backlog's memory back before the next contender
+
+
 WORKLOADS: dict[str, Callable[[Bench, Contender, Record], None]] = {
     "w1": run_w1_w2,
     "w1b": run_w1b_w4,
     "w3": run_w3,
     "mem": run_memory,
+    "backlog": run_backlog,
 }
-"""Workload groups in the order a repetition runs them (``w1`` includes W2, ``w1b`` includes W4)."""
+"""Workload groups in the order a repetition runs them (``w1`` includes W2, ``w1b`` includes W4; ``backlog``
+runs for router contenders only)."""
