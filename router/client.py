@@ -45,16 +45,20 @@ def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
     routes: list[Route] = []
     for item in items:
         options: Mapping[str, Any] = item[2] if len(item) == 3 else {}
-        routes.append(guard.route(item[0], item[1], **options))
+        routes.append(guard.route_options(item[0], item[1], options))
     groups: dict[QueueKeys, list[int]] = {}
     for i, route in enumerate(routes):
         groups.setdefault(route.keys, []).append(i)
-    calls = [protocol.enqueue(qk, [(routes[i].task_id, routes[i].envelope) for i in idx]) for qk, idx in groups.items()]
+    calls = [protocol.enqueue(qk, [_item(routes[i]) for i in idx]) for qk, idx in groups.items()]
     return _Batch(routes, calls, list(groups.values()))
 
 
+def _item(route: Route) -> tuple[str, str, int]:
+    return (route.task_id, route.envelope, route.run_at_ms)
+
+
 def _single(route: Route) -> _Batch:
-    return _Batch([route], [protocol.enqueue(route.keys, [(route.task_id, route.envelope)])], [[0]])
+    return _Batch([route], [protocol.enqueue(route.keys, [_item(route)])], [[0]])
 
 
 def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
@@ -68,7 +72,8 @@ def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
         if outcome[i] == protocol.ENQUEUE_CONFLICT:
             conflicts.append(route)
         else:
-            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, TaskState.PENDING))
+            state = TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
+            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, state))
     if conflicts:
         first = conflicts[0]
         raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
@@ -91,13 +96,14 @@ class Client:
         self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
 
     def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
-        """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``.
+        """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``, and a delay:
+        ``process_in`` (seconds) or ``process_at`` (aware datetime or epoch seconds).
 
         Raises a GuardError before touching Redis, ``TaskIdConflict`` if the id exists, or
         ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
         """
         # The hot path of a producer: one route, one script call, nothing else.
-        batch = _single(self.guard.route(task_type, payload, **options))
+        batch = _single(self.guard.route_options(task_type, payload, options))
         return _finish(batch, self._send(batch))[0]
 
     def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
@@ -144,7 +150,7 @@ class AsyncClient:
 
     async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task; see :meth:`Client.enqueue`."""
-        batch = _single(self.guard.route(task_type, payload, **options))
+        batch = _single(self.guard.route_options(task_type, payload, options))
         return _finish(batch, await self._send(batch))[0]
 
     async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
