@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -174,6 +175,7 @@ class Worker:
             burst=burst,
         )
         try:
+            self._warn_about_server()
             if not burst:
                 waker.start()
             self._loop(burst, waker)
@@ -218,6 +220,9 @@ class Worker:
                     st.outage_since = None
                 backoff = 0.05
             except _TRANSIENT as exc:
+                if isinstance(exc, AuthenticationError):
+                    # A wrong password or user does not heal by waiting: fail fast and loudly (exit code 4).
+                    raise BrokerError(f"Redis refused the credentials: {exc}; fix the URL's user/password") from exc
                 if st.outage_since is None:
                     st.outage_since = time.monotonic()
                     log.warning("redis_unavailable", error=str(exc))
@@ -564,6 +569,20 @@ class Worker:
             self.stats["requeued"] += n
             log.warning("tasks_requeued_at_shutdown" if self._state.stopping else "tasks_requeued", count=n,
                         running=started)
+
+    def _warn_about_server(self) -> None:
+        """Warn once about Redis settings that can lose tasks (reliability.md 2.6); silent if CONFIG is denied."""
+        try:
+            config = self._broker.server_config(("appendonly", "maxmemory-policy"))
+        except (*_TRANSIENT, BrokerError):
+            return
+        if config.get("appendonly") == "no":
+            log.warning("redis_config_risky", setting="appendonly no",
+                        hint="a Redis restart loses every queued task; set appendonly yes (fsync everysec)")
+        policy = config.get("maxmemory-policy")
+        if policy not in (None, "noeviction"):
+            log.warning("redis_config_risky", setting=f"maxmemory-policy {policy}",
+                        hint="eviction can drop queue keys and leases; set maxmemory-policy noeviction")
 
     def _on_wake(self) -> None:
         self._events.put((_WAKE, None, None))
