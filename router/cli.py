@@ -3,6 +3,7 @@ and map the outcome to documented exit codes (see docs/cli.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, NoReturn
@@ -198,7 +199,7 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
     except (BrokerError, RedisError) as exc:
         _fail(EXIT_REDIS, f"cannot reach Redis: {exc}")
     if output_format == "json":
-        click.echo(json.dumps({"queues": [q.__dict__ for q in queues], "workers": workers}, indent=2))
+        click.echo(json.dumps({"queues": [dataclasses.asdict(q) for q in queues], "workers": workers}, indent=2))
         return
     states = ("pending", "active", "scheduled", "retry", "archived", "completed")
     click.echo(f"{'service':<14}{'queue':<14}" + "".join(f"{s:>11}" for s in states))

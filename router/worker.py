@@ -364,7 +364,7 @@ class Worker:
         return (run, entry, task)
 
     def _claim(self, key: object) -> bool:
-        """Handler thread: start ``key`` unless it was handed back (the lock orders this with _release)."""
+        """Handler thread: start ``key`` unless it was handed back (the lock orders this with _hand_back)."""
         run: _Running = key  # type: ignore[assignment]
         with self._claim_lock:
             if run.abandoned:
@@ -405,7 +405,7 @@ class Worker:
         else:
             delay = self._backoff(failures, error)
             retry_at = int((self._clock() + delay) * 1000)
-            new_env = encode(Envelope(**{**env.__dict__, "failures": failures, "last_error": message[:2000]}))
+            new_env = encode(replace(env, failures=failures, last_error=message[:2000]))
             self._state.outbox.append((protocol.retry(run.qk, run.member, retry_at, new_env), "retried"))
             log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
                      retry_in_s=round(delay, 3), error=message[:500])
@@ -413,13 +413,11 @@ class Worker:
     def _archive(
         self, qk: QueueKeys, member: str, env: Envelope, reason: str, error: str, failures: int | None = None
     ) -> None:
-        fields = {**env.__dict__, "reason": reason, "last_error": error[:2000]}
-        if failures is not None:
-            fields["failures"] = failures
+        failures = env.failures if failures is None else failures
+        dead = replace(env, reason=reason, last_error=error[:2000], failures=failures)
         s = self.settings
         now_ms = int(self._clock() * 1000)
-        call = protocol.archive(qk, member, now_ms, encode(Envelope(**fields)), s.archive_max_size,
-                                int(s.archive_max_age_s * 1000))
+        call = protocol.archive(qk, member, now_ms, encode(dead), s.archive_max_size, int(s.archive_max_age_s * 1000))
         self._state.outbox.append((call, "archived"))
         log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
 
@@ -618,4 +616,4 @@ def _with_result(env: Envelope, result: Any, completed_by: str) -> Envelope:
         json.dumps(result)
     except (TypeError, ValueError):
         result = repr(result)[:10_000]
-    return Envelope(**{**env.__dict__, "result": result, "completed_by": completed_by})
+    return replace(env, result=result, completed_by=completed_by)
