@@ -92,7 +92,8 @@ def _fail(code: int, message: str) -> NoReturn:
 @click.option("--service", "-s", required=True, help="The service whose queues this worker group reads.")
 @click.option("--url", envvar="ROUTER_REDIS_URL", default=None,
               help="Redis URL (env ROUTER_REDIS_URL; default: the registry's redis.url). "
-                   "Use redis+cluster://host:port for Redis Cluster.")
+                   "Use redis+cluster://host:port for Redis Cluster, "
+                   "redis+sentinel://host:port[,host:port]/master for Sentinel.")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 10_000), default=None,
               help="Handlers running at once per process (default: the service's `concurrency`).")
 @click.option("--processes", "-p", type=click.IntRange(1, 512), default=1, show_default=True,
