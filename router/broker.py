@@ -160,5 +160,13 @@ class AsyncBroker:
                 _check(reply, calls[i])
         return replies
 
+    async def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of a service's live workers."""
+        ids = cast(list[bytes], await self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
+        if not ids:
+            return []
+        docs = cast(list[bytes | None], await self.client.mget([sk.worker(i.decode()) for i in ids]))
+        return [d for d in docs if d is not None]
+
     async def close(self) -> None:
         await self.client.aclose()

@@ -22,6 +22,7 @@ from router.connection import AsyncRedis, Role, SyncRedis, connect, connect_asyn
 from router.errors import EnqueueOutcomeUnknown, TaskIdConflict
 from router.guard import Clock, Guard, Route
 from router.keys import QueueKeys
+from router.liveguard import LiveHandlers
 from router.registry import Registry
 from router.task import TaskInfo, TaskState
 
@@ -90,10 +91,15 @@ class Client:
         *,
         redis: SyncRedis | None = None,
         clock: Clock = time.time,
+        live_guard: bool = False,
+        live_guard_ttl_s: float = 5.0,
     ) -> None:
+        """``live_guard`` also refuses types no live worker of their owner handles (``NoLiveWorker``), reading
+        the owners' heartbeats at most once per ``live_guard_ttl_s``."""
         self.registry = registry
         self.guard = Guard(registry, clock=clock)
         self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
+        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
 
     def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``, and a delay:
@@ -112,6 +118,11 @@ class Client:
         return _finish(batch, self._send(batch))
 
     def _send(self, batch: _Batch) -> list[Any]:
+        if self._live is not None:
+            now_ms = int(time.time() * 1000)
+            for sk in self._live.stale(batch.routes):
+                self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
+            self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
                 return self._broker.run_many(batch.calls)
@@ -142,11 +153,14 @@ class AsyncClient:
         *,
         redis: AsyncRedis | None = None,
         clock: Clock = time.time,
+        live_guard: bool = False,
+        live_guard_ttl_s: float = 5.0,
     ) -> None:
         self.registry = registry
         self.guard = Guard(registry, clock=clock)
         client = redis if redis is not None else connect_async(url or registry.redis_url, Role.PRODUCER)
         self._broker = AsyncBroker(client)
+        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
 
     async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task; see :meth:`Client.enqueue`."""
@@ -159,6 +173,11 @@ class AsyncClient:
         return _finish(batch, await self._send(batch))
 
     async def _send(self, batch: _Batch) -> list[Any]:
+        if self._live is not None:
+            now_ms = int(time.time() * 1000)
+            for sk in self._live.stale(batch.routes):
+                self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
+            self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
                 return await self._broker.run_many(batch.calls)
