@@ -111,6 +111,17 @@ class SyncBroker:
             return []
         return cast(list[bytes | None], self.client.hmget(qk.messages, list(task_ids)))
 
+    def server_config(self, names: Sequence[str]) -> dict[str, str]:
+        """``CONFIG GET`` of ``names`` (BrokerError when the ACL denies CONFIG)."""
+        out: dict[str, str] = {}
+        try:
+            for name in names:
+                raw = self.client.config_get(name)
+                out.update({str(k): str(v) for k, v in dict(raw).items()})
+        except ResponseError as exc:
+            raise BrokerError(f"CONFIG GET refused: {exc}") from exc
+        return out
+
     def wait_wake(self, keys: Sequence[str], timeout_s: float) -> bool:
         """Block until one of the wake lists (all in one slot) has a token or the timeout passes."""
         return self.client.blpop(list(keys), timeout=timeout_s) is not None
@@ -148,6 +159,14 @@ class AsyncBroker:
             else:
                 _check(reply, calls[i])
         return replies
+
+    async def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of a service's live workers."""
+        ids = cast(list[bytes], await self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
+        if not ids:
+            return []
+        docs = cast(list[bytes | None], await self.client.mget([sk.worker(i.decode()) for i in ids]))
+        return [d for d in docs if d is not None]
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -3,6 +3,7 @@ and map the outcome to documented exit codes (see docs/cli.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, NoReturn
@@ -91,7 +92,8 @@ def _fail(code: int, message: str) -> NoReturn:
 @click.option("--service", "-s", required=True, help="The service whose queues this worker group reads.")
 @click.option("--url", envvar="ROUTER_REDIS_URL", default=None,
               help="Redis URL (env ROUTER_REDIS_URL; default: the registry's redis.url). "
-                   "Use redis+cluster://host:port for Redis Cluster.")
+                   "Use redis+cluster://host:port for Redis Cluster, "
+                   "redis+sentinel://host:port[,host:port]/master for Sentinel.")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 10_000), default=None,
               help="Handlers running at once per process (default: the service's `concurrency`).")
 @click.option("--processes", "-p", type=click.IntRange(1, 512), default=1, show_default=True,
@@ -198,7 +200,7 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
     except (BrokerError, RedisError) as exc:
         _fail(EXIT_REDIS, f"cannot reach Redis: {exc}")
     if output_format == "json":
-        click.echo(json.dumps({"queues": [q.__dict__ for q in queues], "workers": workers}, indent=2))
+        click.echo(json.dumps({"queues": [dataclasses.asdict(q) for q in queues], "workers": workers}, indent=2))
         return
     states = ("pending", "active", "scheduled", "retry", "archived", "completed")
     click.echo(f"{'service':<14}{'queue':<14}" + "".join(f"{s:>11}" for s in states))

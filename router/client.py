@@ -22,6 +22,7 @@ from router.connection import AsyncRedis, Role, SyncRedis, connect, connect_asyn
 from router.errors import EnqueueOutcomeUnknown, TaskIdConflict
 from router.guard import Clock, Guard, Route
 from router.keys import QueueKeys
+from router.liveguard import LiveHandlers
 from router.registry import Registry
 from router.task import TaskInfo, TaskState
 
@@ -45,16 +46,20 @@ def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
     routes: list[Route] = []
     for item in items:
         options: Mapping[str, Any] = item[2] if len(item) == 3 else {}
-        routes.append(guard.route(item[0], item[1], **options))
+        routes.append(guard.route_options(item[0], item[1], options))
     groups: dict[QueueKeys, list[int]] = {}
     for i, route in enumerate(routes):
         groups.setdefault(route.keys, []).append(i)
-    calls = [protocol.enqueue(qk, [(routes[i].task_id, routes[i].envelope) for i in idx]) for qk, idx in groups.items()]
+    calls = [protocol.enqueue(qk, [_item(routes[i]) for i in idx]) for qk, idx in groups.items()]
     return _Batch(routes, calls, list(groups.values()))
 
 
+def _item(route: Route) -> tuple[str, str, int]:
+    return (route.task_id, route.envelope, route.run_at_ms)
+
+
 def _single(route: Route) -> _Batch:
-    return _Batch([route], [protocol.enqueue(route.keys, [(route.task_id, route.envelope)])], [[0]])
+    return _Batch([route], [protocol.enqueue(route.keys, [_item(route)])], [[0]])
 
 
 def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
@@ -68,7 +73,8 @@ def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
         if outcome[i] == protocol.ENQUEUE_CONFLICT:
             conflicts.append(route)
         else:
-            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, TaskState.PENDING))
+            state = TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
+            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, state))
     if conflicts:
         first = conflicts[0]
         raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
@@ -85,19 +91,25 @@ class Client:
         *,
         redis: SyncRedis | None = None,
         clock: Clock = time.time,
+        live_guard: bool = False,
+        live_guard_ttl_s: float = 5.0,
     ) -> None:
+        """``live_guard`` also refuses types no live worker of their owner handles (``NoLiveWorker``), reading
+        the owners' heartbeats at most once per ``live_guard_ttl_s``."""
         self.registry = registry
         self.guard = Guard(registry, clock=clock)
         self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
+        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
 
     def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
-        """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``.
+        """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``, and a delay:
+        ``process_in`` (seconds) or ``process_at`` (aware datetime or epoch seconds).
 
         Raises a GuardError before touching Redis, ``TaskIdConflict`` if the id exists, or
         ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
         """
         # The hot path of a producer: one route, one script call, nothing else.
-        batch = _single(self.guard.route(task_type, payload, **options))
+        batch = _single(self.guard.route_options(task_type, payload, options))
         return _finish(batch, self._send(batch))[0]
 
     def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
@@ -106,6 +118,11 @@ class Client:
         return _finish(batch, self._send(batch))
 
     def _send(self, batch: _Batch) -> list[Any]:
+        if self._live is not None:
+            now_ms = int(time.time() * 1000)
+            for sk in self._live.stale(batch.routes):
+                self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
+            self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
                 return self._broker.run_many(batch.calls)
@@ -136,15 +153,18 @@ class AsyncClient:
         *,
         redis: AsyncRedis | None = None,
         clock: Clock = time.time,
+        live_guard: bool = False,
+        live_guard_ttl_s: float = 5.0,
     ) -> None:
         self.registry = registry
         self.guard = Guard(registry, clock=clock)
         client = redis if redis is not None else connect_async(url or registry.redis_url, Role.PRODUCER)
         self._broker = AsyncBroker(client)
+        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
 
     async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task; see :meth:`Client.enqueue`."""
-        batch = _single(self.guard.route(task_type, payload, **options))
+        batch = _single(self.guard.route_options(task_type, payload, options))
         return _finish(batch, await self._send(batch))[0]
 
     async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
@@ -153,6 +173,11 @@ class AsyncClient:
         return _finish(batch, await self._send(batch))
 
     async def _send(self, batch: _Batch) -> list[Any]:
+        if self._live is not None:
+            now_ms = int(time.time() * 1000)
+            for sk in self._live.stale(batch.routes):
+                self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
+            self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
                 return await self._broker.run_many(batch.calls)

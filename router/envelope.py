@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 VERSION = 1
@@ -48,10 +48,6 @@ class Envelope:
     reason: str | None = None
     result: Any = None
     completed_by: str | None = None
-
-    def with_failure(self, error: str, reason: str | None = None) -> Envelope:
-        """A copy recording one more failed delivery and its error."""
-        return replace(self, failures=self.failures + 1, last_error=error[:2000], reason=reason)
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:

@@ -8,7 +8,8 @@ The tree, and what each branch means for the caller::
     │   ├── UnknownTaskType      the type is not in the registry (suggestions attached)
     │   ├── PayloadInvalid       the payload fails its JSON Schema (every violation, with its JSON path)
     │   ├── PayloadTooLarge      the encoded payload exceeds the registry's limit
-    │   └── InvalidOption        an enqueue option is out of range or names a queue the owner lacks
+    │   ├── InvalidOption        an enqueue option is out of range or names a queue the owner lacks
+    │   └── NoLiveWorker         (live guard on) no live worker of the owner handles the type
     ├── EnqueueError             Redis was reached but the enqueue did not (certainly) happen
     │   ├── TaskIdConflict       a task with this id already exists; nothing was written
     │   └── EnqueueOutcomeUnknown  the call timed out; repeat it with the same task id
@@ -113,6 +114,20 @@ class InvalidOption(GuardError):
     def __init__(self, option: str, message: str) -> None:
         self.option = option
         super().__init__(f"invalid enqueue option {option!r}: {message}")
+
+
+class NoLiveWorker(GuardError):
+    """With the live guard on: no live worker of the owning service has a handler for the task type."""
+
+    def __init__(self, task_type: str, service: str, live_workers: int) -> None:
+        self.task_type = task_type
+        self.service = service
+        self.live_workers = live_workers
+        which = "has no live worker" if live_workers == 0 else f"has {live_workers} live worker(s), none handling it"
+        super().__init__(
+            f"refusing {task_type!r}: its owner {service!r} {which}; nothing was enqueued. Start "
+            f"`router worker --service {service}` (with a handler for it), or enqueue without the live guard."
+        )
 
 
 class EnqueueError(RouterError):

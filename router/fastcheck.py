@@ -72,7 +72,26 @@ def compile_fast(schema: Any, root: bool = True) -> Check | None:
         if obj is None:
             return None
         checks.append(obj)
-    return lambda v: all(c(v) for c in checks)
+    return _all_of(checks)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    # The hot path of every enqueue: no generator, and no wrapper at all for a single check.
+    if not checks:
+        return lambda v: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+
+    def check(v: Any) -> bool:
+        for c in checks:  # noqa: SIM110 - a plain loop beats all() over a generator on this hot path
+            if not c(v):
+                return False
+        return True
+
+    return check
 
 
 def _member_check(pairs: set[tuple[type, Any]]) -> Check:

@@ -8,11 +8,14 @@ The sync and asyncio clients both call it; compiled payload validators and queue
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from jsonschema.protocols import Validator
@@ -25,12 +28,29 @@ from router.payloads import payload_validator, payload_violations, thaw
 from router.registry import Registry, TaskSpec
 
 Clock = Callable[[], float]
+ENQUEUE_OPTIONS = frozenset({"queue", "max_retry", "timeout_s", "task_id", "process_in", "process_at"})
 MAX_RETRY_LIMIT = 1000
 
 
-def new_task_id() -> str:
-    """A random 16-character URL-safe id (96 bits)."""
-    return secrets.token_urlsafe(12)
+class _TaskIds:
+    """Task ids: a random 12-character prefix per process (72 bits) and a counter, about 0.3 us each instead of
+    the 2-4 us of a fresh ``secrets`` call per task. The prefix is drawn again in a forked child, so processes
+    never share a prefix."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_urlsafe(9)
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+#: A new unique task id (URL-safe, 13-28 characters).
+new_task_id = _TaskIds()
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class Route:
     queue: str
     keys: QueueKeys
     envelope: str
+    run_at_ms: int = 0  # 0: run now; otherwise the task waits in the scheduled set until then
 
 
 @dataclass(frozen=True)
@@ -71,8 +92,14 @@ class Guard:
         max_retry: int | None = None,
         timeout_s: float | None = None,
         task_id: str | None = None,
+        process_in: float | None = None,
+        process_at: float | datetime | None = None,
     ) -> Route:
-        """Check one enqueue and encode it; raises a GuardError subclass saying what to fix."""
+        """Check one enqueue and encode it; raises a GuardError subclass saying what to fix.
+
+        ``process_in`` (seconds from now) or ``process_at`` (a timezone-aware datetime, or seconds since the epoch)
+        delays the task; a time already past runs it at once.
+        """
         compiled = self._compiled.get(task_type) or self._compile(task_type)
         spec = compiled.spec
         keys = compiled.keys if queue is None or queue == spec.queue else self._override_queue(spec, queue)
@@ -101,8 +128,18 @@ class Guard:
             size = len(payload_json.encode("utf-8"))
             if size > limit:
                 raise PayloadTooLarge(task_type, size, limit)
-        envelope = encode_new(task_type, payload_json, int(self._clock() * 1000), extra)
-        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope)
+        now_s = self._clock()
+        run_at_ms = 0 if process_in is None and process_at is None else _run_at_ms(now_s, process_in, process_at)
+        envelope = encode_new(task_type, payload_json, int(now_s * 1000), extra)
+        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms)
+
+    def route_options(self, task_type: str, payload: Mapping[str, Any], options: Mapping[str, Any]) -> Route:
+        """:meth:`route` with options from a mapping; an unknown option is an InvalidOption, not a TypeError."""
+        unknown = set(options) - ENQUEUE_OPTIONS
+        if unknown:
+            name = sorted(unknown)[0]
+            raise InvalidOption(name, f"no such enqueue option; use {', '.join(sorted(ENQUEUE_OPTIONS))}")
+        return self.route(task_type, payload, **options)
 
     def _compile(self, task_type: str) -> _Compiled:
         spec = self.registry.tasks.get(task_type)
@@ -148,3 +185,26 @@ class Guard:
             extra["to"] = timeout_s
         return extra
 
+
+
+def _run_at_ms(now_s: float, process_in: float | None, process_at: float | datetime | None) -> int:
+    """When a delayed task should run (ms since the epoch), or 0 for "now"; refuses contradictory delays."""
+    if process_in is not None and process_at is not None:
+        raise InvalidOption("process_in", "give process_in or process_at, not both")
+    if process_in is not None:
+        if not _is_number(process_in) or not math.isfinite(process_in) or process_in < 0:
+            raise InvalidOption("process_in", f"must be a finite number of seconds >= 0, got {process_in!r}")
+        at_s = now_s + process_in
+    elif isinstance(process_at, datetime):
+        if process_at.tzinfo is None or process_at.utcoffset() is None:
+            raise InvalidOption("process_at", "a naive datetime is ambiguous; give one with a tzinfo (e.g. UTC)")
+        at_s = process_at.timestamp()
+    else:
+        if not _is_number(process_at) or not math.isfinite(process_at):  # type: ignore[arg-type]
+            raise InvalidOption("process_at", f"must be an aware datetime or epoch seconds, got {process_at!r}")
+        at_s = float(process_at)  # type: ignore[arg-type]
+    return int(at_s * 1000) if at_s > now_s else 0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -56,13 +56,13 @@ ENQUEUE_REPEATED = 2
 ENQUEUE_CONFLICT = 0
 
 
-def enqueue(qk: QueueKeys, items: Sequence[tuple[str, str]]) -> Call:
-    """Store and make pending each (task id, envelope) of one queue."""
+def enqueue(qk: QueueKeys, items: Sequence[tuple[str, str] | tuple[str, str, int]]) -> Call:
+    """Store each (task id, envelope[, run-at ms]) of one queue: pending at once, or scheduled until run-at."""
     args: list[Arg] = []
-    for task_id, envelope in items:
-        args.append(task_id)
-        args.append(envelope)
-    return Call(ENQUEUE, (qk.messages, qk.pending, qk.wake, qk.stats, qk.done), tuple(args))
+    for item in items:
+        args.extend((item[0], item[1], item[2] if len(item) == 3 else 0))
+    keys = (qk.messages, qk.pending, qk.wake, qk.stats, qk.done, qk.scheduled)
+    return Call(ENQUEUE, keys, tuple(args))
 
 
 def parse_enqueue(reply: Any) -> list[int]:

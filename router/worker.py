@@ -1,9 +1,9 @@
 """The worker: leases a service's tasks in batches, runs them, and settles each outcome atomically.
 
-One main loop owns all Redis traffic of the process except the idle wake-up threads: it acknowledges finished
-tasks and fetches new ones in the same round trip, extends leases of running tasks, runs the maintenance script
-(crash recovery, due retries), publishes heartbeats and handles signals. Handlers run in
-:mod:`router.execution`. Every transition checks the delivery token, so a worker that lost its lease cannot
+One main loop owns all Redis traffic of the process except the idle wake-up threads: it sends the settled
+outcomes (:mod:`router.settlement`) and fetches new tasks in the same round trip, extends leases of running tasks,
+runs the maintenance script (crash recovery, due retries), publishes heartbeats and handles signals. Handlers run
+in :mod:`router.execution`. Every transition checks the delivery token, so a worker that lost its lease cannot
 complete a task another worker now owns.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -32,13 +33,14 @@ from router.appload import compare_handlers
 from router.backoff import Backoff, exponential_jitter
 from router.broker import SyncBroker
 from router.connection import Role, SyncRedis, connect
-from router.envelope import Envelope, MalformedMessage, decode, encode
-from router.errors import BrokerError, HandlerMismatch, SkipRetry
+from router.envelope import MalformedMessage, decode
+from router.errors import BrokerError, HandlerMismatch
 from router.execution import HandlerRunner, HandlerTimeout, Job, Middleware, Outcome
 from router.guard import Clock
 from router.keys import QueueKeys, ServiceKeys, check_task_id
 from router.registry import PriorityMode, Registry, ServiceSpec
 from router.service import HandlerEntry, Service
+from router.settlement import ArchivePolicy, Delivery, Settlements
 from router.task import Task
 from router.waker import Waker
 
@@ -69,25 +71,9 @@ class WorkerSettings:
     dedupe_max: int = 100_000
 
 
-@dataclass(eq=False)
-class _Running:
-    """A leased delivery: waiting for a handler thread (``started`` None) or running."""
-
-    qk: QueueKeys
-    member: str
-    task: Task
-    envelope: Envelope
-    is_async: bool = False
-    started: float | None = None  # monotonic start time, set by the handler thread when it claims the task
-    abandoned: bool = False  # timed out or handed back: never started, or its outcome is discarded
-
-
 @dataclass
 class _State:
-    running: dict[str, _Running] = field(default_factory=dict)
-    acks: dict[QueueKeys, list[protocol.Completion]] = field(default_factory=dict)
-    # Retry and archive calls waiting for the next round trip, with the counter each one bumps when it lands.
-    outbox: list[tuple[protocol.Call, str]] = field(default_factory=list)
+    running: dict[str, Delivery] = field(default_factory=dict)
     fetching: bool = True
     maybe_work: bool = True  # False once the queues came back empty, until a wake-up says otherwise
     stopping: bool = False
@@ -127,7 +113,6 @@ class Worker:
         self.url = url or registry.redis_url
         self._redis = redis
         self._middleware = tuple(middleware)
-        self._backoff = backoff or exponential_jitter()
         self._clock = clock
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(32):08x}"
         self.queues = [QueueKeys.for_queue(self.spec.prefix, self.spec.name, q.name) for q in self.spec.queues]
@@ -137,11 +122,19 @@ class Worker:
         self._state = _State()
         self._claim_lock = threading.Lock()
         self._heartbeats = 0
-        self._tombstones = protocol.Tombstones(int(self.settings.dedupe_window_s * 1000), self.settings.dedupe_max)
         self._capacity = self.settings.concurrency + (
             self.settings.concurrency if self.settings.prefetch is None else self.settings.prefetch
         )
-        self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
+        s = self.settings
+        self._outcomes = Settlements(
+            registry,
+            completed_by=f"{self.spec.name}/{self.worker_id}",
+            clock=clock,
+            backoff=backoff or exponential_jitter(),
+            archive=ArchivePolicy(s.archive_max_size, s.archive_max_age_s),
+            tombstones=protocol.Tombstones(int(s.dedupe_window_s * 1000), s.dedupe_max),
+        )
+        self.stats = self._outcomes.stats
         problems = [p.message for p in compare_handlers(self.spec, registry, app)]
         if problems and not allow_handler_mismatch:
             raise HandlerMismatch(
@@ -174,6 +167,7 @@ class Worker:
             burst=burst,
         )
         try:
+            self._warn_about_server()
             if not burst:
                 waker.start()
             self._loop(burst, waker)
@@ -218,6 +212,9 @@ class Worker:
                     st.outage_since = None
                 backoff = 0.05
             except _TRANSIENT as exc:
+                if isinstance(exc, AuthenticationError):
+                    # A wrong password or user does not heal by waiting: fail fast and loudly (exit code 4).
+                    raise BrokerError(f"Redis refused the credentials: {exc}; fix the URL's user/password") from exc
                 if st.outage_since is None:
                     st.outage_since = time.monotonic()
                     log.warning("redis_unavailable", error=str(exc))
@@ -272,7 +269,7 @@ class Worker:
     def _settle_and_fetch(self) -> tuple[int, bool]:
         """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty)."""
         st = self._state
-        ack_calls = self._ack_calls()
+        ack_calls = self._outcomes.calls()
         free = self._capacity - len(st.running)
         # Fetch in batches: wait until half the prefetch room is free, unless the handlers are running dry.
         room = max(1, (self._capacity - self.settings.concurrency) // 2)
@@ -280,14 +277,14 @@ class Worker:
             free = 0
         if not st.maybe_work or not st.fetching or st.stopping or free <= 0:
             if ack_calls:
-                self._apply_acks(ack_calls, self._broker.run_many(ack_calls))
+                self._outcomes.apply(ack_calls, self._broker.run_many(ack_calls))
             return 0, not st.maybe_work
         fetched = 0
         deadline_ms = int((self._clock() + self.settings.lease_s) * 1000)
         for qk in self._queue_order():
             calls = [*ack_calls, protocol.dequeue(qk, deadline_ms, free)]
             replies = self._broker.run_many(calls)
-            self._apply_acks(ack_calls, replies)
+            self._outcomes.apply(ack_calls, replies)
             ack_calls = []
             deliveries = protocol.parse_dequeue(replies[-1])
             jobs = [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
@@ -300,67 +297,42 @@ class Worker:
         st.maybe_work = False  # every queue came back short: nothing more until a wake-up
         return fetched, fetched == 0
 
-    def _ack_calls(self) -> list[protocol.Call]:
-        """Calls settling every outcome gathered so far: acks, then retries and archives.
-
-        They stay queued until a round trip succeeds, so an outage delays outcomes but loses none (and a worker
-        never dies because a handler failed while Redis was away)."""
-        st = self._state
-        calls = [call for call, _ in st.outbox]
-        if st.acks:
-            now_ms = int(self._clock() * 1000)
-            calls += [protocol.ack(qk, now_ms, items, self._tombstones) for qk, items in st.acks.items()]
-        return calls
-
-    def _apply_acks(self, calls: list[protocol.Call], replies: Sequence[Any]) -> None:
-        if not calls:
-            return
-        st = self._state
-        outbox, st.outbox, st.acks = st.outbox, [], {}
-        for (_, what), reply in zip(outbox, replies):
-            self._count(reply, what)
-        for call, reply in zip(calls[len(outbox) :], replies[len(outbox) :]):
-            stale = protocol.parse_members(reply)
-            self.stats["processed"] += (len(call.args) - 3) // 3 - len(stale)
-            self.stats["stale"] += len(stale)
-            for member in stale:
-                log.warning("stale_completion_refused", member=member, reason="lease no longer held")
-
     def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> Job | None:
         """Decode one delivery into a job for the runner, or dead-letter it (returning None)."""
         try:
             check_task_id(d.task_id)
             env = decode(d.envelope)
         except ValueError as exc:
-            self._archive_raw(qk, d, "malformed", str(exc))
+            self._outcomes.archive_raw(qk, d, "malformed", str(exc))
             return None
         except MalformedMessage as exc:
-            self._archive_raw(qk, d, exc.reason, exc.detail)
+            self._outcomes.archive_raw(qk, d, exc.reason, exc.detail)
             return None
         spec = self.registry.tasks.get(env.type)
         entry: HandlerEntry | None = self.app.get(env.type)
         if spec is None or spec.service != self.spec.name or entry is None:
             owner = spec.service if spec else "no service"
-            self._archive(qk, d.member, env, "unknown_type", f"{env.type!r} has no handler here (owner: {owner})")
+            why = f"{env.type!r} has no handler here (owner: {owner})"
+            self._outcomes.archive(qk, d.member, env, "unknown_type", why)
             return None
         max_retry = env.max_retry if env.max_retry is not None else spec.max_retry
         failures = env.failures + d.lost_leases
         if d.lost_leases and failures > max_retry:
             err = f"lease expired {d.lost_leases} time(s): the worker running it died or stalled"
-            self._archive(qk, d.member, env, "lease_expired", err)
+            self._outcomes.archive(qk, d.member, env, "lease_expired", err)
             return None
         timeout_s = env.timeout_s or spec.timeout_s
         task = Task(
             d.task_id, env.type, env.payload, self.spec.name, qk.queue, failures + 1, max_retry, timeout_s,
             env.enqueued_at_ms,
         )
-        run = _Running(qk, d.member, task, env, entry.is_async)
+        run = Delivery(qk, d.member, task, env, entry.is_async)
         self._state.running[d.member] = run
         return (run, entry, task)
 
     def _claim(self, key: object) -> bool:
-        """Handler thread: start ``key`` unless it was handed back (the lock orders this with _release)."""
-        run: _Running = key  # type: ignore[assignment]
+        """Handler thread: start ``key`` unless it was handed back (the lock orders this with _hand_back)."""
+        run: Delivery = key  # type: ignore[assignment]
         with self._claim_lock:
             if run.abandoned:
                 return False
@@ -370,68 +342,14 @@ class Worker:
     def _on_done(self, finished: list[tuple[object, Outcome]]) -> None:
         self._events.put((_DONE, finished, None))
 
-    def _settle(self, run: _Running, outcome: Outcome) -> None:
+    def _settle(self, run: Delivery, outcome: Outcome) -> None:
         self._state.running.pop(run.member, None)
         if run.abandoned:
             return
         if outcome.error is None:
-            self._complete(run, outcome.result)
+            self._outcomes.complete(run, outcome.result)
         else:
-            self._fail(run, outcome.error)
-
-    def _complete(self, run: _Running, result: Any) -> None:
-        spec = self.registry.tasks[run.task.type]
-        if spec.retention_s:
-            keep_until = int((self._clock() + spec.retention_s) * 1000)
-            env = encode(_with_result(run.envelope, result, f"{self.spec.name}/{self.worker_id}"))
-            item = protocol.Completion(member=run.member, retain_until_ms=keep_until, envelope=env)
-        else:
-            item = protocol.Completion(member=run.member)
-        self._state.acks.setdefault(run.qk, []).append(item)
-
-    def _fail(self, run: _Running, error: BaseException) -> None:
-        env, task = run.envelope, run.task
-        message = f"{type(error).__name__}: {error}"
-        failures = task.attempt
-        if isinstance(error, SkipRetry):
-            self._archive(run.qk, run.member, env, "skip_retry", message, failures=failures)
-        elif failures > task.max_retry:
-            self._archive(run.qk, run.member, env, "max_retry_exceeded", message, failures=failures)
-        else:
-            delay = self._backoff(failures, error)
-            retry_at = int((self._clock() + delay) * 1000)
-            new_env = encode(Envelope(**{**env.__dict__, "failures": failures, "last_error": message[:2000]}))
-            self._state.outbox.append((protocol.retry(run.qk, run.member, retry_at, new_env), "retried"))
-            log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
-                     retry_in_s=round(delay, 3), error=message[:500])
-
-    def _archive(
-        self, qk: QueueKeys, member: str, env: Envelope, reason: str, error: str, failures: int | None = None
-    ) -> None:
-        fields = {**env.__dict__, "reason": reason, "last_error": error[:2000]}
-        if failures is not None:
-            fields["failures"] = failures
-        s = self.settings
-        now_ms = int(self._clock() * 1000)
-        call = protocol.archive(qk, member, now_ms, encode(Envelope(**fields)), s.archive_max_size,
-                                int(s.archive_max_age_s * 1000))
-        self._state.outbox.append((call, "archived"))
-        log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
-
-    def _archive_raw(self, qk: QueueKeys, d: protocol.RawDelivery, reason: str, detail: str) -> None:
-        raw = d.envelope or b""
-        text = raw.decode("utf-8", "backslashreplace")
-        keep = {"raw": text[:1_000_000], "raw_bytes": len(raw)}
-        env = Envelope(type="<undecodable>", payload=keep, enqueued_at_ms=0)
-        self._archive(qk, d.member, env, reason, detail)
-
-    def _count(self, ok: Any, what: str) -> None:
-        if int(ok) == 1:
-            self.stats[what] += 1
-            self.stats["failed"] += 1
-        else:
-            self.stats["stale"] += 1
-            log.warning("stale_completion_refused", what=what, reason="lease no longer held")
+            self._outcomes.fail(run, outcome.error)
 
     # -- leases, maintenance, heartbeat ----------------------------------------------------------------------------
     def _extend_leases(self) -> None:
@@ -501,7 +419,7 @@ class Worker:
             run.abandoned = True
             log.warning("handler_timeout", task_id=run.task.id, type=run.task.type, timeout_s=run.task.timeout_s,
                         note="sync handler keeps its thread until it returns; its result will be discarded")
-            self._fail(run, HandlerTimeout(run.task.timeout_s))
+            self._outcomes.fail(run, HandlerTimeout(run.task.timeout_s))
 
     # -- signals and shutdown ---------------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -565,6 +483,20 @@ class Worker:
             log.warning("tasks_requeued_at_shutdown" if self._state.stopping else "tasks_requeued", count=n,
                         running=started)
 
+    def _warn_about_server(self) -> None:
+        """Warn once about Redis settings that can lose tasks (reliability.md 2.6); silent if CONFIG is denied."""
+        try:
+            config = self._broker.server_config(("appendonly", "maxmemory-policy"))
+        except (*_TRANSIENT, BrokerError):
+            return
+        if config.get("appendonly") == "no":
+            log.warning("redis_config_risky", setting="appendonly no",
+                        hint="a Redis restart loses every queued task; set appendonly yes (fsync everysec)")
+        policy = config.get("maxmemory-policy")
+        if policy not in (None, "noeviction"):
+            log.warning("redis_config_risky", setting=f"maxmemory-policy {policy}",
+                        hint="eviction can drop queue keys and leases; set maxmemory-policy noeviction")
+
     def _on_wake(self) -> None:
         self._events.put((_WAKE, None, None))
 
@@ -582,9 +514,9 @@ class Worker:
             pass
         self._runner.shutdown()
         try:
-            calls = self._ack_calls()
+            calls = self._outcomes.calls()
             if calls:
-                self._apply_acks(calls, self._broker.run_many(calls))
+                self._outcomes.apply(calls, self._broker.run_many(calls))
             self._hand_back(started=True)
             self._broker.remove_worker(self._service_keys, self.worker_id)
         except (*_TRANSIENT, BrokerError) as exc:
@@ -592,11 +524,3 @@ class Worker:
                       hint="unfinished tasks return to pending when their lease expires")
         finally:
             self._broker.close()
-
-
-def _with_result(env: Envelope, result: Any, completed_by: str) -> Envelope:
-    try:
-        json.dumps(result)
-    except (TypeError, ValueError):
-        result = repr(result)[:10_000]
-    return Envelope(**{**env.__dict__, "result": result, "completed_by": completed_by})
