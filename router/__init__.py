@@ -5,6 +5,7 @@ from __future__ import annotations
 from router.client import AsyncClient, Client
 from router.config import load
 from router.errors import (
+    AppLoadError,
     BrokerError,
     ConfigError,
     DuplicateHandler,
@@ -21,7 +22,6 @@ from router.errors import (
     RouterError,
     SkipRetry,
     TaskIdConflict,
-    TaskNotFound,
     UnknownTaskType,
     Violation,
 )
@@ -31,6 +31,7 @@ from router.task import Task, TaskInfo, TaskState
 from router.worker import Worker, WorkerSettings
 
 __all__ = [
+    "AppLoadError",
     "AsyncClient",
     "BrokerError",
     "Client",
@@ -57,7 +58,6 @@ __all__ = [
     "Task",
     "TaskIdConflict",
     "TaskInfo",
-    "TaskNotFound",
     "TaskSpec",
     "TaskState",
     "UnknownTaskType",

@@ -14,17 +14,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from router.docschema import suggest
-from router.errors import Problem, RouterError
+from router.errors import AppLoadError, Problem
 from router.registry import Registry, ServiceSpec, SourceLocation
 from router.service import Service
-
-
-class AppLoadError(RouterError):
-    """A service's ``app`` could not be imported or is not a :class:`router.Service`; ``problem`` says where."""
-
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-        super().__init__(str(problem))
 
 
 @contextmanager

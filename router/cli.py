@@ -11,7 +11,6 @@ from typing import Any, NoReturn
 import click
 from redis.exceptions import RedisError
 
-from router.appload import AppLoadError
 from router.config import load
 from router.demo import run_demo
 from router.errors import BrokerError, ConfigError, HandlerError
@@ -144,7 +143,7 @@ def worker(
         _fail(EXIT_INVALID, str(exc))
     except KeyError as exc:
         _fail(EXIT_USAGE, str(exc.args[0]))
-    except (HandlerError, AppLoadError) as exc:
+    except HandlerError as exc:
         _fail(EXIT_HANDLERS, str(exc))
     except BrokerError as exc:
         _fail(EXIT_REDIS, str(exc))

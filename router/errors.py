@@ -15,9 +15,9 @@ The tree, and what each branch means for the caller::
     │   └── EnqueueOutcomeUnknown  the call timed out; repeat it with the same task id
     ├── BrokerError              Redis is unreachable or answered with an error router cannot handle
     ├── HandlerError             service code disagrees with the registry
+    │   ├── AppLoadError         a service's ``app:`` cannot be imported or is not its router.Service
     │   ├── DuplicateHandler     two handlers registered for one task type
     │   └── HandlerMismatch      a worker's handlers differ from what the registry declares
-    └── TaskNotFound             an admin operation named a task id that does not exist
 
 :class:`SkipRetry` is not a RouterError: handlers raise it to archive a task at once.
 """
@@ -168,16 +168,20 @@ class HandlerError(RouterError):
     """Service code and the registry disagree about handlers."""
 
 
+class AppLoadError(HandlerError):
+    """A service's ``app`` could not be imported or is not a :class:`router.Service`; ``problem`` says where."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
 class DuplicateHandler(HandlerError):
     """Two handlers were registered for one task type."""
 
 
 class HandlerMismatch(HandlerError):
     """A worker's handler set differs from what services.yaml declares for its service."""
-
-
-class TaskNotFound(RouterError):
-    """An operation named a task id that does not exist."""
 
 
 class SkipRetry(Exception):
