@@ -81,6 +81,10 @@ def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
     return infos
 
 
+def _unknown(batch: _Batch, cause: BaseException) -> EnqueueOutcomeUnknown:
+    return EnqueueOutcomeUnknown(batch.routes[0].task_id, cause, [r.task_id for r in batch.routes])
+
+
 class Client:
     """Enqueues tasks by type name; the registry decides the service, queue and key prefix."""
 
@@ -128,7 +132,7 @@ class Client:
                 return self._broker.run_many(batch.calls)
             except _TRANSIENT as exc:
                 if attempt == ATTEMPTS - 1:
-                    raise EnqueueOutcomeUnknown(batch.routes[0].task_id, exc) from exc
+                    raise _unknown(batch, exc) from exc
                 time.sleep(RETRY_PAUSE_S * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -183,7 +187,7 @@ class AsyncClient:
                 return await self._broker.run_many(batch.calls)
             except _TRANSIENT as exc:
                 if attempt == ATTEMPTS - 1:
-                    raise EnqueueOutcomeUnknown(batch.routes[0].task_id, exc) from exc
+                    raise _unknown(batch, exc) from exc
                 await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
         raise AssertionError("unreachable")
 

@@ -152,12 +152,17 @@ class TaskIdConflict(EnqueueError):
 class EnqueueOutcomeUnknown(EnqueueError):
     """The enqueue timed out or lost its connection after sending: it may or may not have happened."""
 
-    def __init__(self, task_id: str, cause: BaseException) -> None:
+    def __init__(self, task_id: str, cause: BaseException, task_ids: Sequence[str] = ()) -> None:
         self.task_id = task_id
-        super().__init__(
-            f"enqueue of task {task_id!r} may or may not have happened ({cause}). Repeat the enqueue with "
-            f"task_id={task_id!r}: it will either enqueue it or raise TaskIdConflict, never a duplicate."
-        )
+        #: Every id of the call (one for ``enqueue``, the whole batch for ``enqueue_many``), in item order.
+        self.task_ids = tuple(task_ids) or (task_id,)
+        if len(self.task_ids) == 1:
+            advice = (f"Repeat the enqueue with task_id={task_id!r}: it will either enqueue it or raise "
+                      "TaskIdConflict, never a duplicate.")
+        else:
+            advice = (f"Repeat the batch of {len(self.task_ids)} with the ids in .task_ids (as each item's "
+                      "task_id): each will either be enqueued or raise TaskIdConflict, never a duplicate.")
+        super().__init__(f"enqueue of task {task_id!r} may or may not have happened ({cause}). {advice}")
 
 
 class BrokerError(RouterError):

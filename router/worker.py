@@ -152,6 +152,7 @@ class Worker:
 
     def run(self, burst: bool = False) -> None:
         """Process tasks until stopped, or with ``burst`` until nothing is pending or running."""
+        self._state = _State()  # a worker can run again after stop() or a burst
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
         self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
