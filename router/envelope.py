@@ -88,9 +88,11 @@ def decode(raw: bytes | str | None) -> Envelope:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise MalformedMessage("malformed", f"message of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage("malformed", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedMessage("malformed", "JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise MalformedMessage("malformed", f"expected a JSON object, got {type(doc).__name__}")
     if doc.get("v") != VERSION:
@@ -115,6 +117,20 @@ def decode(raw: bytes | str | None) -> Envelope:
         result=doc.get("res"),
         completed_by=_opt(doc, "by", str),
     )
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON: accepting them here would make the message impossible to re-encode later.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def encode_result(result: Any) -> Any:
+    """``result`` if the envelope can carry it as JSON, else a bounded repr (a handler's return value is data)."""
+    try:
+        _dumps(result)
+    except (TypeError, ValueError, RecursionError):
+        return repr(result)[:10_000]
+    return result
 
 
 def _opt(doc: Mapping[str, Any], key: str, kind: type[Any]) -> Any:

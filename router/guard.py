@@ -116,13 +116,15 @@ class Guard:
         if not isinstance(payload, Mapping):
             got = type(payload).__name__
             raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {got}")])
-        fast = compiled.fast
-        if not (fast is not None and fast(payload)) and not compiled.validator.is_valid(payload):
-            raise PayloadInvalid(task_type, payload_violations(spec, payload))
         try:
+            fast = compiled.fast
+            if not (fast is not None and fast(payload)) and not compiled.validator.is_valid(payload):
+                raise PayloadInvalid(task_type, payload_violations(spec, payload))
             payload_json = encode_payload(payload)
         except (TypeError, ValueError) as exc:
             raise PayloadInvalid(task_type, [Violation("$", f"not representable as JSON: {exc}")]) from None
+        except RecursionError:
+            raise PayloadInvalid(task_type, [Violation("$", "nested too deeply to encode")]) from None
         limit = self.registry.max_payload_bytes
         if len(payload_json) * 4 > limit:  # cheap bound first: UTF-8 is at most 4 bytes a character
             size = len(payload_json.encode("utf-8"))

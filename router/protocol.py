@@ -93,7 +93,7 @@ def parse_dequeue(reply: Any) -> list[RawDelivery]:
     out: list[RawDelivery] = []
     for i in range(0, len(reply), 4):
         raw_id, token, env, lost = reply[i], reply[i + 1], reply[i + 2], reply[i + 3]
-        task_id = raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else str(raw_id)
+        task_id = raw_id.decode("utf-8", "surrogateescape") if isinstance(raw_id, bytes) else str(raw_id)
         out.append(RawDelivery(task_id, int(token), env, int(lost) if lost is not None else 0))
     return out
 
@@ -124,7 +124,7 @@ def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion], tombstones: Tom
 
 
 def parse_members(reply: Any) -> list[str]:
-    return [m.decode() if isinstance(m, bytes) else str(m) for m in reply]
+    return [m.decode("utf-8", "surrogateescape") if isinstance(m, bytes) else str(m) for m in reply]
 
 
 def retry(qk: QueueKeys, member: str, retry_at_ms: int, envelope: str) -> Call:
@@ -134,7 +134,17 @@ def retry(qk: QueueKeys, member: str, retry_at_ms: int, envelope: str) -> Call:
 
 def archive(qk: QueueKeys, member: str, now_ms: int, envelope: str, max_size: int, max_age_ms: int) -> Call:
     keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats)
-    return Call(ARCHIVE, keys, (member, now_ms, envelope, max_size, now_ms - max_age_ms))
+    return Call(ARCHIVE, keys, (wire(member), now_ms, envelope, max_size, now_ms - max_age_ms))
+
+
+def wire(text: str) -> str | bytes:
+    """``text`` as sent to Redis: ids read back with surrogateescape (garbage pushed by another client that is
+    not UTF-8) go out as their original bytes, so the member they name is found again."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
 
 
 def requeue(qk: QueueKeys, members: Sequence[str]) -> Call:

@@ -8,7 +8,6 @@ succeeds, so a Redis outage delays them but loses none.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,7 +16,7 @@ import structlog
 
 from router import protocol
 from router.backoff import Backoff
-from router.envelope import Envelope, encode
+from router.envelope import Envelope, encode, encode_result
 from router.errors import SkipRetry
 from router.guard import Clock
 from router.keys import QueueKeys
@@ -76,7 +75,7 @@ class Settlements:
         spec = self._registry.tasks[run.task.type]
         if spec.retention_s:
             keep_until = int((self._clock() + spec.retention_s) * 1000)
-            env = encode(replace(run.envelope, result=_jsonable(result), completed_by=self._completed_by))
+            env = encode(replace(run.envelope, result=encode_result(result), completed_by=self._completed_by))
             item = protocol.Completion(member=run.member, retain_until_ms=keep_until, envelope=env)
         else:
             item = protocol.Completion(member=run.member)
@@ -143,11 +142,3 @@ class Settlements:
             self.stats["stale"] += len(stale)
             for member in stale:
                 log.warning("stale_completion_refused", member=member, reason="lease no longer held")
-
-
-def _jsonable(result: Any) -> Any:
-    try:
-        json.dumps(result)
-    except (TypeError, ValueError):
-        return repr(result)[:10_000]
-    return result
