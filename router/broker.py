@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from router.connection import AsyncRedis, SyncRedis
+from router.connection import TRANSIENT_ERRORS, AsyncRedis, SyncRedis
 from router.errors import BrokerError
 from router.keys import QueueKeys, ServiceKeys
 from router.protocol import Call
@@ -27,6 +27,8 @@ def _eval(call: Call) -> tuple[Any, ...]:
 
 
 def _check(reply: Any, call: Call) -> Any:
+    if isinstance(reply, TRANSIENT_ERRORS):
+        raise reply
     if isinstance(reply, ResponseError):
         raise BrokerError(f"Redis refused script {call.script.name!r}: {reply}") from reply
     return reply
@@ -44,6 +46,8 @@ class SyncBroker:
             return self.client.execute_command(*_evalsha(call))  # type: ignore[no-untyped-call]
         except NoScriptError:
             return self.client.execute_command(*_eval(call))  # type: ignore[no-untyped-call]
+        except TRANSIENT_ERRORS:
+            raise
         except ResponseError as exc:
             raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
 
@@ -142,6 +146,8 @@ class AsyncBroker:
             return await self.client.execute_command(*_evalsha(call))
         except NoScriptError:
             return await self.client.execute_command(*_eval(call))
+        except TRANSIENT_ERRORS:
+            raise
         except ResponseError as exc:
             raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
 

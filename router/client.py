@@ -13,12 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from router import protocol
 from router.broker import AsyncBroker, SyncBroker
-from router.connection import AsyncRedis, Role, SyncRedis, connect, connect_async
+from router.connection import TRANSIENT_ERRORS, AsyncRedis, Role, SyncRedis, connect, connect_async
 from router.errors import EnqueueOutcomeUnknown, TaskIdConflict
 from router.guard import Clock, Guard, Route
 from router.keys import QueueKeys
@@ -31,7 +28,6 @@ BulkItem = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping
 
 ATTEMPTS = 3
 RETRY_PAUSE_S = 0.05
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -130,7 +126,7 @@ class Client:
         for attempt in range(ATTEMPTS):
             try:
                 return self._broker.run_many(batch.calls)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 if attempt == ATTEMPTS - 1:
                     raise _unknown(batch, exc) from exc
                 time.sleep(RETRY_PAUSE_S * (attempt + 1))
@@ -185,7 +181,7 @@ class AsyncClient:
         for attempt in range(ATTEMPTS):
             try:
                 return await self._broker.run_many(batch.calls)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 if attempt == ATTEMPTS - 1:
                     raise _unknown(batch, exc) from exc
                 await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))

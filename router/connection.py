@@ -20,12 +20,25 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.exceptions
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 SyncRedis = redis.Redis | redis.cluster.RedisCluster
 AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+#: Errors that heal by themselves (a restart, a failover, a cluster resharding): producers retry them with the same
+#: task id, workers wait them out with backoff. Anything else is a configuration error and fails loudly.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+)
 
 
 class Role(str, Enum):

@@ -13,18 +13,16 @@ import threading
 from collections.abc import Callable, Sequence
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.broker import SyncBroker
-from router.connection import BLOCK_S
+from router.connection import BLOCK_S, TRANSIENT_ERRORS
 from router.slots import key_slot
 
 log = structlog.get_logger("router.waker")
 
 
 class Waker:
-    """Blocks on wake lists while armed and calls ``on_wake()`` when a token arrives or a block times out."""
+    """Blocks on wake lists while armed and calls ``on_wake()`` when a token arrives."""
 
     def __init__(
         self,
@@ -69,7 +67,7 @@ class Waker:
                 try:
                     woke = broker.wait_wake(keys, BLOCK_S)
                     backoff = 0.05
-                except (RedisConnectionError, RedisTimeoutError):
+                except TRANSIENT_ERRORS:
                     # The main loop logs the outage; here we only avoid spinning.
                     self._stopped.wait(backoff)
                     backoff = min(backoff * 2, 2.0)

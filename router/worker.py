@@ -9,6 +9,7 @@ complete a task another worker now owns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -20,19 +21,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from redis.cluster import RedisCluster
 from redis.exceptions import AuthenticationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router import protocol
 from router.appload import compare_handlers
 from router.backoff import Backoff, exponential_jitter
 from router.broker import SyncBroker
-from router.connection import Role, SyncRedis, connect
+from router.connection import TRANSIENT_ERRORS, Role, SyncRedis, connect
 from router.envelope import MalformedMessage, decode
 from router.errors import BrokerError, HandlerMismatch
 from router.execution import HandlerRunner, HandlerTimeout, Job, Middleware, Outcome
@@ -46,8 +45,8 @@ from router.waker import Waker
 
 log = structlog.get_logger("router.worker")
 
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 _DONE, _WAKE, _SIGNAL, _FATAL = range(4)
+_TRANSIENT_OR_REFUSED: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
 
 
 @dataclass(frozen=True)
@@ -173,9 +172,9 @@ class Worker:
                 waker.start()
             self._loop(burst, waker)
         finally:
+            self._restore_signals(previous)
             waker.stop()
             self._shutdown()
-            self._restore_signals(previous)
             log.info("worker_stopped", service=self.spec.name, worker_id=self.worker_id, **self.stats)
 
     # -- main loop ------------------------------------------------------------------------------------------------
@@ -212,7 +211,7 @@ class Worker:
                     log.info("redis_available", outage_s=round(time.monotonic() - st.outage_since, 3))
                     st.outage_since = None
                 backoff = 0.05
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 if isinstance(exc, AuthenticationError):
                     # A wrong password or user does not heal by waiting: fail fast and loudly (exit code 4).
                     raise BrokerError(f"Redis refused the credentials: {exc}; fix the URL's user/password") from exc
@@ -341,6 +340,9 @@ class Worker:
             return True
 
     def _on_done(self, finished: list[tuple[object, Outcome]]) -> None:
+        with self._claim_lock:  # ordered with _hand_back: a finished delivery is settled, never requeued
+            for run, _ in finished:
+                cast(Delivery, run).finished = True
         self._events.put((_DONE, finished, None))
 
     def _settle(self, run: Delivery, outcome: Outcome) -> None:
@@ -467,7 +469,7 @@ class Worker:
         by_queue: dict[QueueKeys, list[str]] = {}
         with self._claim_lock:
             for run in list(self._state.running.values()):
-                if run.abandoned or (run.started is not None and not started):
+                if run.abandoned or run.finished or (run.started is not None and not started):
                     continue
                 run.abandoned = True
                 by_queue.setdefault(run.qk, []).append(run.member)
@@ -476,7 +478,7 @@ class Worker:
         if by_queue:
             try:
                 replies = self._broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")
                 return
             n = sum(int(r) for r in replies)
@@ -488,7 +490,7 @@ class Worker:
         """Warn once about Redis settings that can lose tasks (reliability.md 2.6); silent if CONFIG is denied."""
         try:
             config = self._broker.server_config(("appendonly", "maxmemory-policy"))
-        except (*_TRANSIENT, BrokerError):
+        except _TRANSIENT_OR_REFUSED:
             return
         if config.get("appendonly") == "no":
             log.warning("redis_config_risky", setting="appendonly no",
@@ -508,19 +510,17 @@ class Worker:
         return SyncBroker(connect(self.url, Role.BLOCKING))
 
     def _shutdown(self) -> None:
-        """Flush acks, put unfinished tasks back to pending at once, withdraw the heartbeat."""
-        try:
-            self._drain_events(block_s=0.0)
-        except RuntimeError:
-            pass
+        """Put unfinished tasks back to pending at once, settle the finished ones, withdraw the heartbeat."""
         self._runner.shutdown()
         try:
+            self._hand_back(started=True)  # skips deliveries whose handler already finished...
+            with contextlib.suppress(RuntimeError):
+                self._drain_events(block_s=0.0)  # ...which are settled here instead
             calls = self._outcomes.calls()
             if calls:
                 self._outcomes.apply(calls, self._broker.run_many(calls))
-            self._hand_back(started=True)
             self._broker.remove_worker(self._service_keys, self.worker_id)
-        except (*_TRANSIENT, BrokerError) as exc:
+        except _TRANSIENT_OR_REFUSED as exc:
             log.error("shutdown_incomplete", error=str(exc),
                       hint="unfinished tasks return to pending when their lease expires")
         finally:
