@@ -25,6 +25,11 @@ _FORWARDED = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGTSTP] if hasattr(sign
 
 
 def _child(target: Callable[[], int]) -> None:
+    # Own process group: a Ctrl-C at the terminal reaches only the parent, which forwards it once (a child that
+    # got it twice would take the second SIGINT as "exit now"). Default handlers until the worker installs its own.
+    os.setpgid(0, 0)
+    for sig in _FORWARDED:
+        signal.signal(sig, signal.SIG_DFL)
     raise SystemExit(target())
 
 
@@ -49,6 +54,8 @@ def run_group(processes: int, target: Callable[[], int]) -> int:
     def spawn() -> multiprocessing.process.BaseProcess:
         proc = ctx.Process(target=_child, args=(target,), name="router-worker")
         proc.start()
+        if stopping and proc.pid is not None:  # a signal arrived while it was starting: pass it on
+            os.kill(proc.pid, signal.SIGTERM)
         return proc
 
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
