@@ -160,6 +160,7 @@ class MaintenanceResult:
     recovered: int
     promoted: int
     next_due_ms: int | None
+    pending: int
 
 
 def maintain(qk: QueueKeys, now_ms: int, lease_cutoff_ms: int, limit: int = 500) -> Call:
@@ -169,4 +170,4 @@ def maintain(qk: QueueKeys, now_ms: int, lease_cutoff_ms: int, limit: int = 500)
 
 def parse_maintain(reply: Any) -> MaintenanceResult:
     due = float(reply[2])
-    return MaintenanceResult(int(reply[0]), int(reply[1]), int(due) if due >= 0 else None)
+    return MaintenanceResult(int(reply[0]), int(reply[1]), int(due) if due >= 0 else None, int(reply[3]))

@@ -377,6 +377,8 @@ class Worker:
         for qk, reply in zip(self.queues, replies):
             r = protocol.parse_maintain(reply)
             promoted += r.recovered + r.promoted
+            if r.pending:
+                self._state.maybe_work = True  # work no wake token announced (a queue unpaused, say)
             if r.recovered:
                 log.warning("leases_recovered", queue=qk.queue, count=r.recovered)
             if r.next_due_ms is not None:

@@ -3,7 +3,8 @@
 -- KEYS[7] Q:stats
 -- ARGV[1] now (ms)  ARGV[2] lease cutoff (ms; leases with a deadline before it are expired)  ARGV[3] batch limit
 -- Expired leases go to the front of pending (they were next once already) with their lost-lease count raised;
--- due tasks go to the back. Returns {recovered, promoted, next due time in ms or -1}.
+-- due tasks go to the back. Returns {recovered, promoted, next due time in ms or -1, pending count} (the count
+-- lets idle workers notice work that no wake token announced, e.g. after a queue is unpaused).
 -- An idle queue costs three ZRANGE calls: the range scans run only when the earliest entry is due.
 local now, cutoff, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 
@@ -47,4 +48,4 @@ if recovered + promoted > 0 then
   if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], '1') end
   if recovered > 0 then redis.call('HINCRBY', KEYS[7], 'recovered', recovered) end
 end
-return {recovered, promoted, tostring(next_due)}
+return {recovered, promoted, tostring(next_due), redis.call('LLEN', KEYS[2])}
