@@ -46,6 +46,7 @@ from router.waker import Waker
 log = structlog.get_logger("router.worker")
 
 _DONE, _WAKE, _SIGNAL, _FATAL = range(4)
+MIN_LOST_LEASES_TO_ARCHIVE = 3
 _TRANSIENT_OR_REFUSED: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
 
 
@@ -317,7 +318,9 @@ class Worker:
             return None
         max_retry = env.max_retry if env.max_retry is not None else spec.max_retry
         failures = env.failures + d.lost_leases
-        if d.lost_leases and failures > max_retry:
+        # A lost lease may belong to a delivery that never started (prefetched by a worker that was killed), so
+        # lost leases get their own, looser cap: enough to stop a task that keeps killing its workers.
+        if d.lost_leases > max(max_retry, MIN_LOST_LEASES_TO_ARCHIVE):
             err = f"lease expired {d.lost_leases} time(s): the worker running it died or stalled"
             self._outcomes.archive(qk, d.member, env, "lease_expired", err)
             return None
