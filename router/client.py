@@ -58,7 +58,9 @@ def _single(route: Route) -> _Batch:
     return _Batch([route], [protocol.enqueue(route.keys, [_item(route)])], [[0]])
 
 
-def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
+def _finish(batch: _Batch, replies: Sequence[Any], retried: bool = False) -> list[TaskInfo]:
+    """TaskInfos for the batch, or TaskIdConflict. After a retry, a conflict on an id the client generated can
+    only be its own earlier attempt, which landed (and may even have run already): that is success."""
     infos: list[TaskInfo] = []
     conflicts: list[Route] = []
     outcome: dict[int, int] = {}
@@ -66,7 +68,7 @@ def _finish(batch: _Batch, replies: Sequence[Any]) -> list[TaskInfo]:
         for i, code in zip(idx, protocol.parse_enqueue(reply)):
             outcome[i] = code
     for i, route in enumerate(batch.routes):
-        if outcome[i] == protocol.ENQUEUE_CONFLICT:
+        if outcome[i] == protocol.ENQUEUE_CONFLICT and not (retried and route.generated_id):
             conflicts.append(route)
         else:
             state = TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
@@ -110,14 +112,15 @@ class Client:
         """
         # The hot path of a producer: one route, one script call, nothing else.
         batch = _single(self.guard.route_options(task_type, payload, options))
-        return _finish(batch, self._send(batch))[0]
+        return _finish(batch, *self._send(batch))[0]
 
     def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; every item is guarded before anything is written."""
         batch = _prepare(self.guard, items)
-        return _finish(batch, self._send(batch))
+        return _finish(batch, *self._send(batch))
 
-    def _send(self, batch: _Batch) -> list[Any]:
+    def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
+        """Replies to the batch's calls, and whether it took more than one attempt."""
         if self._live is not None:
             now_ms = int(time.time() * 1000)
             for sk in self._live.stale(batch.routes):
@@ -125,7 +128,7 @@ class Client:
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
-                return self._broker.run_many(batch.calls)
+                return self._broker.run_many(batch.calls), attempt > 0
             except TRANSIENT_ERRORS as exc:
                 if attempt == ATTEMPTS - 1:
                     raise _unknown(batch, exc) from exc
@@ -165,14 +168,14 @@ class AsyncClient:
     async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task; see :meth:`Client.enqueue`."""
         batch = _single(self.guard.route_options(task_type, payload, options))
-        return _finish(batch, await self._send(batch))[0]
+        return _finish(batch, *(await self._send(batch)))[0]
 
     async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; see :meth:`Client.enqueue_many`."""
         batch = _prepare(self.guard, items)
-        return _finish(batch, await self._send(batch))
+        return _finish(batch, *(await self._send(batch)))
 
-    async def _send(self, batch: _Batch) -> list[Any]:
+    async def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
         if self._live is not None:
             now_ms = int(time.time() * 1000)
             for sk in self._live.stale(batch.routes):
@@ -180,7 +183,7 @@ class AsyncClient:
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
-                return await self._broker.run_many(batch.calls)
+                return await self._broker.run_many(batch.calls), attempt > 0
             except TRANSIENT_ERRORS as exc:
                 if attempt == ATTEMPTS - 1:
                     raise _unknown(batch, exc) from exc

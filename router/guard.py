@@ -64,6 +64,7 @@ class Route:
     keys: QueueKeys
     envelope: str
     run_at_ms: int = 0  # 0: run now; otherwise the task waits in the scheduled set until then
+    generated_id: bool = True  # False when the caller chose the id
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Guard:
         extra: dict[str, Any] | None = None
         if max_retry is not None or timeout_s is not None:
             extra = self._overrides(max_retry, timeout_s)
+        generated = task_id is None
         if task_id is None:
             task_id = new_task_id()
         else:
@@ -133,7 +135,7 @@ class Guard:
         now_s = self._clock()
         run_at_ms = 0 if process_in is None and process_at is None else _run_at_ms(now_s, process_in, process_at)
         envelope = encode_new(task_type, payload_json, int(now_s * 1000), extra)
-        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms)
+        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms, generated)
 
     def route_options(self, task_type: str, payload: Mapping[str, Any], options: Mapping[str, Any]) -> Route:
         """:meth:`route` with options from a mapping; an unknown option is an InvalidOption, not a TypeError."""
