@@ -110,6 +110,10 @@ class Worker:
         if concurrency is not None:
             base = replace(base, concurrency=concurrency)
         self.settings = base
+        if redis is not None and url is None:
+            # The waker opens its own blocking connection and needs to know where: never guess from the registry.
+            raise TypeError("Worker(redis=...) also needs url=... (the same Redis): idle wake-ups use their own "
+                            "blocking connection")
         self.url = url or registry.redis_url
         self._redis = redis
         self._middleware = tuple(middleware)
