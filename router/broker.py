@@ -74,7 +74,12 @@ class SyncBroker:
         pipe.zadd(sk.workers, {worker_id: now_ms + ttl_ms})
         if prune:
             pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except TRANSIENT_ERRORS:
+            raise
+        except ResponseError as exc:  # NOPERM and friends: the ACL user lacks a command or key pattern
+            raise BrokerError(f"Redis refused the heartbeat: {exc}; check the service's ACL user") from exc
 
     def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
         """Withdraw a worker's heartbeat at clean exit."""

@@ -16,7 +16,7 @@ from typing import Any
 from router import protocol
 from router.broker import AsyncBroker, SyncBroker
 from router.connection import TRANSIENT_ERRORS, AsyncRedis, Role, SyncRedis, connect, connect_async
-from router.errors import EnqueueOutcomeUnknown, TaskIdConflict
+from router.errors import BrokerError, EnqueueOutcomeUnknown, TaskIdConflict
 from router.guard import Clock, Guard, Route
 from router.keys import QueueKeys
 from router.liveguard import LiveHandlers
@@ -123,8 +123,12 @@ class Client:
         """Replies to the batch's calls, and whether it took more than one attempt."""
         if self._live is not None:
             now_ms = int(time.time() * 1000)
-            for sk in self._live.stale(batch.routes):
-                self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
+            try:
+                for sk in self._live.stale(batch.routes):
+                    self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
+            except TRANSIENT_ERRORS as exc:
+                raise BrokerError(f"live guard could not read worker heartbeats ({exc}); nothing was enqueued, "
+                                  "retry when Redis is reachable") from exc
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
@@ -178,8 +182,12 @@ class AsyncClient:
     async def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
         if self._live is not None:
             now_ms = int(time.time() * 1000)
-            for sk in self._live.stale(batch.routes):
-                self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
+            try:
+                for sk in self._live.stale(batch.routes):
+                    self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
+            except TRANSIENT_ERRORS as exc:
+                raise BrokerError(f"live guard could not read worker heartbeats ({exc}); nothing was enqueued, "
+                                  "retry when Redis is reachable") from exc
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -24,6 +24,8 @@ import redis.exceptions
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from router.errors import BrokerError
 
 SyncRedis = redis.Redis | redis.cluster.RedisCluster
 AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -103,8 +105,9 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
             raise ValueError(f"invalid Sentinel address {item!r} in {url!r}: {usage}")
         sentinels.append((host.strip("[]"), int(port)))
     db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
-    return SentinelTarget(tuple(sentinels), path[0], db, parts.username, parts.password,
-                          parts.scheme.startswith("rediss"))
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return SentinelTarget(tuple(sentinels), path[0], db, user, password, parts.scheme.startswith("rediss"))
 
 
 def _plain_url(url: str) -> str:
@@ -137,7 +140,11 @@ def connect(url: str, role: Role = Role.CONSUMER) -> SyncRedis:
         return cast(redis.Redis, master)
     if is_cluster_url(url):
         opts.pop("health_check_interval")
-        return redis.cluster.RedisCluster.from_url(_plain_url(url), **opts)
+        try:
+            return redis.cluster.RedisCluster.from_url(_plain_url(url), **opts)
+        except redis.exceptions.RedisClusterException as exc:  # not a RedisError: give it our type and a fix
+            raise BrokerError(f"cannot reach Redis Cluster at {url!r}: {exc}; check the URL and that the "
+                              "cluster is up") from exc
     return redis.Redis.from_url(url, **opts)
 
 
