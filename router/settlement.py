@@ -3,7 +3,8 @@
 Completions become ack calls (one per queue per round trip); failures become retry or archive calls, each
 fenced by the delivery token. Nothing here talks to Redis: the worker sends :meth:`Settlements.calls` with its
 next fetch and hands the replies back to :meth:`Settlements.apply`. Outcomes stay queued until a round trip
-succeeds, so a Redis outage delays them but loses none.
+succeeds, so a Redis outage delays them but loses none (if the worker dies instead, the leases of the unsettled
+deliveries expire and those tasks run again: at least once).
 """
 
 from __future__ import annotations
