@@ -4,9 +4,8 @@ An envelope is compact, versioned JSON that any language can write (see ``schema
 The task id is not repeated inside it: the id is the field under which the envelope is stored in ``Q:msg``.
 Fields: ``v`` version (1), ``t`` task type, ``p`` payload object, ``e`` enqueue time (ms since the epoch),
 and optional ``r`` max_retry override, ``to`` timeout override (s), ``dl`` deadline (ms; reserved, not yet
-enforced), ``n`` failed
-deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result, ``by`` the
-``<service>/<worker id>`` that completed it.
+enforced), ``n`` failed deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result,
+``by`` the ``<service>/<worker id>`` that completed it.
 Decoding never trusts its input: anything malformed raises :class:`MalformedMessage` with a reason, so the
 worker can dead-letter it instead of crashing.
 """
