@@ -79,6 +79,11 @@ def _finish(batch: _Batch, replies: Sequence[Any], retried: bool = False) -> lis
     return infos
 
 
+def _heartbeats_unreadable(cause: BaseException) -> BrokerError:
+    return BrokerError(f"live guard could not read worker heartbeats ({cause}); nothing was enqueued, "
+                       "retry when Redis is reachable")
+
+
 def _unknown(batch: _Batch, cause: BaseException) -> EnqueueOutcomeUnknown:
     return EnqueueOutcomeUnknown(batch.routes[0].task_id, cause, [r.task_id for r in batch.routes])
 
@@ -127,8 +132,7 @@ class Client:
                 for sk in self._live.stale(batch.routes):
                     self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
             except TRANSIENT_ERRORS as exc:
-                raise BrokerError(f"live guard could not read worker heartbeats ({exc}); nothing was enqueued, "
-                                  "retry when Redis is reachable") from exc
+                raise _heartbeats_unreadable(exc) from exc
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
@@ -186,8 +190,7 @@ class AsyncClient:
                 for sk in self._live.stale(batch.routes):
                     self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
             except TRANSIENT_ERRORS as exc:
-                raise BrokerError(f"live guard could not read worker heartbeats ({exc}); nothing was enqueued, "
-                                  "retry when Redis is reachable") from exc
+                raise _heartbeats_unreadable(exc) from exc
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:

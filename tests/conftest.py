@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pytest
 import redis
+from enginekit import raw_client, router_url
 from redis.cluster import RedisCluster
 
 from router.devserver import (
@@ -191,3 +192,12 @@ def any_redis_url(request: pytest.FixtureRequest) -> RedisTarget:
     if request.param == "cluster":
         return RedisTarget(request.getfixturevalue("cluster_url"), is_cluster=True)
     return RedisTarget(request.getfixturevalue("redis_url"), is_cluster=False)
+
+
+@pytest.fixture
+def target(any_redis_url: RedisTarget) -> Iterator[tuple[str, Any]]:
+    """(router URL, raw client) for engine tests that run on both the single server and the cluster."""
+    url = router_url(any_redis_url.url, any_redis_url.is_cluster)
+    client = raw_client(url)
+    yield url, client
+    client.close()

@@ -19,7 +19,6 @@ from enginekit import (
     fast_settings,
     qk,
     raw_client,
-    router_url,
     sk,
     task,
     wait_for,
@@ -77,14 +76,6 @@ def recording_app(seen: list[tuple[str, str, int, Any]], fail: Any = None) -> Se
     app.add("shop.order", handle)
     app.add("shop.alert", handle)
     return app
-
-
-@pytest.fixture
-def target(any_redis_url: Any) -> tuple[str, Any]:
-    url = router_url(any_redis_url.url, any_redis_url.is_cluster)
-    client = raw_client(url)
-    yield url, client
-    client.close()
 
 
 # --- enqueue and process ---------------------------------------------------------------------------------------

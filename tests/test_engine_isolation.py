@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from enginekit import archived, build_registry, fast_settings, qk, raw_client, router_url, task
+from enginekit import archived, build_registry, fast_settings, qk, task
 from enginekit import stats as qstats
 
 import router
@@ -36,14 +36,6 @@ def apps(log: list[tuple[str, str, str]]) -> tuple[Service, Service]:
         for t in types:
             app.add(t, lambda task, who=app.name: log.append((who, task.type, task.id)))
     return alpha, beta
-
-
-@pytest.fixture
-def target(any_redis_url: Any) -> tuple[str, Any]:
-    url = router_url(any_redis_url.url, any_redis_url.is_cluster)
-    client = raw_client(url)
-    yield url, client
-    client.close()
 
 
 def test_each_worker_processes_only_its_own_services_tasks(target: tuple[str, Any]) -> None:
