@@ -7,9 +7,13 @@ reply is answered by sending the script's source once (which caches it again).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from typing import Any, cast
 
+import hiredis
+import redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from router.connection import TRANSIENT_ERRORS, AsyncRedis, SyncRedis
@@ -34,14 +38,75 @@ def _check(reply: Any, call: Call) -> Any:
     return reply
 
 
+def _pack(conn: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
+    """The wire bytes of ``commands``: hiredis packs str, bytes and numbers directly, skipping redis-py's
+    per-argument conversions; anything else goes through redis-py's packer."""
+    try:
+        return [b"".join([hiredis.pack_command(c) for c in commands])]
+    except TypeError:
+        return conn.pack_commands(commands)
+
+
+class _Line:
+    """One connection held out of a single server's pool for script calls, the hot path of every producer and
+    worker: redis-py spends about half of a small command's client time taking a connection from its pool and
+    giving it back. Only one thread uses the line at a time; a thread that finds it busy gets None and goes through
+    the pool, so sharing a broker between threads stays safe.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = os.getpid()
+
+    def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
+        """Replies in order (an error reply as its exception object), or None if another thread holds the line."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._pid != os.getpid():  # a forked child must not share its parent's socket
+                self._conn, self._pid = None, os.getpid()
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = self._pool.get_connection()
+            try:
+                conn.send_packed_command(_pack(conn, commands))
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as exc:  # the error reply was read whole: the connection is in step
+                        replies.append(exc)
+                return replies
+            except BaseException:
+                conn.disconnect()  # a half-read reply would be taken for the next call's: start afresh
+                raise
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Give the connection back to the pool."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._pool.release(self._conn)
+            self._conn = None
+
+
 class SyncBroker:
     """Executes calls on a sync redis-py client (single server or cluster)."""
 
     def __init__(self, client: SyncRedis) -> None:
         self.client = client
+        # Cluster clients route each command to its slot's node, so they keep redis-py's own path.
+        self._line = _Line(client) if isinstance(client, redis.Redis) else None
 
     def run(self, call: Call) -> Any:
         """Run one call and return its raw reply."""
+        if self._line is not None:
+            replies = self._line.execute([_evalsha(call)])
+            if replies is not None:
+                return self._settle_script_replies([call], replies)[0]
         try:
             return self.client.execute_command(*_evalsha(call))  # type: ignore[no-untyped-call]
         except NoScriptError:
@@ -55,10 +120,16 @@ class SyncBroker:
         """Run calls in one round trip (a non-transactional pipeline); replies in order."""
         if len(calls) == 1:
             return [self.run(calls[0])]
-        pipe = self.client.pipeline(transaction=False)
-        for call in calls:
-            pipe.execute_command(*_evalsha(call))
-        replies = list(pipe.execute(raise_on_error=False))
+        replies = self._line.execute([_evalsha(c) for c in calls]) if self._line is not None else None
+        if replies is None:
+            pipe = self.client.pipeline(transaction=False)
+            for call in calls:
+                pipe.execute_command(*_evalsha(call))
+            replies = list(pipe.execute(raise_on_error=False))
+        return self._settle_script_replies(calls, replies)
+
+    def _settle_script_replies(self, calls: Sequence[Call], replies: list[Any]) -> list[Any]:
+        """Resend by source what the script cache lacked (after a restart or failover); raise refusals."""
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 replies[i] = self.client.execute_command(*_eval(calls[i]))  # type: ignore[no-untyped-call]
@@ -136,6 +207,8 @@ class SyncBroker:
         return self.client.blpop(list(keys), timeout=timeout_s) is not None
 
     def close(self) -> None:
+        if self._line is not None:
+            self._line.close()
         self.client.close()
 
 
