@@ -7,7 +7,9 @@ reply is answered by sending the script's source once (which caches it again).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any, cast
@@ -30,12 +32,16 @@ def _eval(call: Call) -> tuple[Any, ...]:
     return ("EVAL", call.script.source, len(call.keys), *call.keys, *call.args)
 
 
-def _check(reply: Any, call: Call) -> Any:
+def _check(reply: Any, call: Call | str) -> Any:
     if isinstance(reply, TRANSIENT_ERRORS):
         raise reply
     if isinstance(reply, ResponseError):
-        raise BrokerError(f"Redis refused script {call.script.name!r}: {reply}") from reply
+        what = f"script {call.script.name!r}" if isinstance(call, Call) else call
+        raise BrokerError(f"Redis refused {what}: {reply}") from reply
     return reply
+
+
+_BLPOP = "BLPOP on the wake lists"
 
 
 def _pack(conn: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
@@ -84,6 +90,14 @@ class _Line:
                 raise
         finally:
             self._lock.release()
+
+    def interrupt(self) -> None:
+        """From another thread: make a call blocked on the line fail at once (the socket is shut down, so Redis
+        drops the client and never runs the commands queued behind a blocking one)."""
+        sock = getattr(self._conn, "_sock", None)  # redis-py keeps the socket private; only shutdown() is used
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Give the connection back to the pool."""
@@ -202,9 +216,27 @@ class SyncBroker:
             raise BrokerError(f"CONFIG GET refused: {exc}") from exc
         return out
 
-    def wait_wake(self, keys: Sequence[str], timeout_s: float) -> bool:
-        """Block until one of the wake lists (all in one slot) has a token or the timeout passes."""
-        return self.client.blpop(list(keys), timeout=timeout_s) is not None
+    def wait_wake_then(self, keys: Sequence[str], timeout_s: float, calls: Sequence[Call]) -> tuple[bool, list[Any]]:
+        """Block until one of the wake lists (all in one slot) has a token or the timeout passes, then run
+        ``calls`` (same slot) at once in the same round trip: pipelined behind the blocking pop, Redis runs them
+        the moment it returns. Returns whether a token came, and the calls' replies."""
+        blpop = ("BLPOP", *keys, timeout_s)
+        replies = self._line.execute([blpop, *map(_evalsha, calls)]) if self._line is not None else None
+        if replies is None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.blpop(list(keys), timeout=timeout_s)
+            for call in calls:
+                pipe.execute_command(*_evalsha(call))
+            replies = list(pipe.execute(raise_on_error=False))
+        woke = _check(replies[0], _BLPOP) is not None
+        return woke, self._settle_script_replies(calls, replies[1:])
+
+    def interrupt(self) -> bool:
+        """From another thread: end a blocking call now; False when this client cannot (a cluster client)."""
+        if self._line is None:
+            return False
+        self._line.interrupt()
+        return True
 
     def close(self) -> None:
         if self._line is not None:

@@ -59,7 +59,9 @@ class Timeouts:
     read_s: float
 
 
-BLOCK_S = 2.0
+#: Longest blocking pop of an idle worker. Each one ends with a dequeue pipelined behind it, so an idle worker sends
+#: about four commands (scripts' inner ones counted) per BLOCK_S per queue; stopping cuts a pop short.
+BLOCK_S = 5.0
 TIMEOUTS = {
     Role.PRODUCER: Timeouts(connect_s=2.0, read_s=2.0),
     Role.CONSUMER: Timeouts(connect_s=2.0, read_s=5.0),

@@ -1,47 +1,64 @@
-"""Idle wake-ups without polling: threads that block on the queues' wake lists and tell the main loop.
+"""Idle wake-ups without polling: threads that block on the queues' wake lists and fetch the moment work arrives.
 
 Enqueue scripts push one token to ``Q:wake`` when it is empty; an idle worker blocks there (BLPOP, at most
-``BLOCK_S`` at a time) instead of polling. One BLPOP covers all of a service's queues on a single server; in
-Redis Cluster each queue is its own slot, so keys are grouped by slot and each group gets its own thread and
-connection. A thread only blocks while the main loop has armed it (found nothing to do), so a busy worker sends
-no blocking commands.
+``block_s`` at a time) instead of polling. Behind each BLPOP the thread pipelines the dequeue calls of the same
+queues, so Redis leases the new tasks the moment the token arrives and the first task costs one round trip, not
+two. One BLPOP covers all of a service's queues on a single server; in Redis Cluster each queue is its own slot, so
+keys are grouped by slot and each group gets its own thread and connection. A thread only blocks while the main
+loop has armed it (found nothing to do), so a busy worker sends no blocking commands; an idle one sends one BLPOP
+and one dequeue per queue every ``block_s``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
+from router import protocol
 from router.broker import SyncBroker
-from router.connection import BLOCK_S, TRANSIENT_ERRORS
+from router.connection import TRANSIENT_ERRORS
+from router.keys import QueueKeys
 from router.slots import key_slot
 
 log = structlog.get_logger("router.waker")
 
+#: Builds the dequeue calls for a group of queues, each with its queue, in fetch order, right before each blocking
+#: round trip.
+Plan = Callable[[Sequence[QueueKeys]], list[tuple[QueueKeys, protocol.Call]]]
+#: Receives what a wake-up fetched: (queue, raw dequeue reply) pairs, possibly all empty.
+OnWake = Callable[[list[tuple[QueueKeys, Any]]], None]
+
 
 class Waker:
-    """Blocks on wake lists while armed and calls ``on_wake()`` when a token arrives."""
+    """Blocks on wake lists while armed, fetches behind each wake-up and hands the result to ``on_wake``."""
 
     def __init__(
         self,
-        wake_keys: Sequence[str],
+        queues: Sequence[QueueKeys],
         cluster: bool,
+        block_s: float,
         broker_factory: Callable[[], SyncBroker],
-        on_wake: Callable[[], None],
+        plan: Plan,
+        on_wake: OnWake,
         on_fatal: Callable[[BaseException], None],
     ) -> None:
-        groups: dict[int, list[str]] = {}
-        for key in wake_keys:
-            groups.setdefault(key_slot(key) if cluster else 0, []).append(key)
+        groups: dict[int, list[QueueKeys]] = {}
+        for qk in queues:
+            groups.setdefault(key_slot(qk.wake) if cluster else 0, []).append(qk)
+        self._block_s = block_s
+        self._plan = plan
         self._armed = threading.Event()
+        self._lock = threading.Lock()
+        self._brokers: list[SyncBroker] = []
         self._stopped = threading.Event()
         self._on_wake = on_wake
         self._on_fatal = on_fatal
         self._threads = [
-            threading.Thread(target=self._main, args=(keys, broker_factory), name="router-waker", daemon=True)
-            for keys in groups.values()
+            threading.Thread(target=self._main, args=(group, broker_factory), name="router-waker", daemon=True)
+            for group in groups.values()
         ]
 
     def start(self) -> None:
@@ -53,29 +70,58 @@ class Waker:
         self._armed.set()
 
     def stop(self) -> None:
+        """Stop and wait for the threads, so nothing is leased behind the worker's back once it hands back its
+        tasks: a blocked pop is cut short (its pipelined dequeue never runs), or on a cluster waited out."""
         self._stopped.set()
         self._armed.set()
+        with self._lock:
+            brokers = list(self._brokers)
+        waited_out = not all(b.interrupt() for b in brokers)
+        for t in self._threads:
+            if t.is_alive():
+                t.join(self._block_s + 1.0 if waited_out else 1.0)
 
-    def _main(self, keys: list[str], broker_factory: Callable[[], SyncBroker]) -> None:
+    def _main(self, group: list[QueueKeys], broker_factory: Callable[[], SyncBroker]) -> None:
         try:
             broker = broker_factory()
+            with self._lock:
+                self._brokers.append(broker)
+            wake_keys = [qk.wake for qk in group]
             backoff = 0.05
             while not self._stopped.is_set():
                 self._armed.wait()
                 if self._stopped.is_set():
                     break
+                plan = self._plan(group)
                 try:
-                    woke = broker.wait_wake(keys, BLOCK_S)
+                    woke, replies = broker.wait_wake_then(wake_keys, self._block_s, [call for _, call in plan])
                     backoff = 0.05
                 except TRANSIENT_ERRORS:
                     # The main loop logs the outage; here we only avoid spinning.
                     self._stopped.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
-                if woke:
+                fetched = [(qk, reply) for (qk, _), reply in zip(plan, replies)]
+                if self._stopped.is_set():
+                    self._hand_back(broker, fetched)
+                elif woke or any(reply for _, reply in fetched):
                     self._armed.clear()
-                    self._on_wake()
+                    self._on_wake(fetched)
             broker.close()
         except BaseException as exc:
             self._on_fatal(exc)
 
+    @staticmethod
+    def _hand_back(broker: SyncBroker, fetched: list[tuple[QueueKeys, Any]]) -> None:
+        """The worker stopped while this thread was blocked: put what it leased back at the front of pending."""
+        calls = []
+        for qk, reply in fetched:
+            members = [d.member for d in protocol.parse_dequeue(reply)]
+            if members:
+                calls.append(protocol.requeue(qk, members))
+        if not calls:
+            return
+        try:
+            broker.run_many(calls)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")

@@ -31,7 +31,7 @@ from router import protocol
 from router.appload import compare_handlers
 from router.backoff import Backoff, exponential_jitter
 from router.broker import SyncBroker
-from router.connection import TRANSIENT_ERRORS, Role, SyncRedis, connect
+from router.connection import BLOCK_S, TRANSIENT_ERRORS, Role, SyncRedis, connect
 from router.envelope import MalformedMessage, decode
 from router.errors import BrokerError, HandlerMismatch
 from router.execution import HandlerRunner, HandlerTimeout, Job, Middleware, Outcome
@@ -125,6 +125,7 @@ class Worker:
         self._events: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
         self._state = _State()
         self._claim_lock = threading.Lock()
+        self._wake_limits: dict[QueueKeys, int] = {}
         self._heartbeats = 0
         self._capacity = self.settings.concurrency + (
             self.settings.concurrency if self.settings.prefetch is None else self.settings.prefetch
@@ -160,8 +161,11 @@ class Worker:
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
         self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
-        waker = Waker([qk.wake for qk in self.queues], isinstance(client, RedisCluster), self._blocking_broker,
-                      self._on_wake, self._on_fatal)
+        # The dequeue pipelined behind a blocking pop is leased from the moment it was planned: keep the block
+        # short next to the lease.
+        block_s = min(BLOCK_S, self.settings.lease_s / 4)
+        waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
+                      self._wake_plan, self._on_wake, self._on_fatal)
         previous = self._install_signals()
         log.info(
             "worker_started",
@@ -249,7 +253,7 @@ class Worker:
                 for run, outcome in a:
                     self._settle(run, outcome)
             elif kind == _WAKE:
-                self._state.maybe_work = True
+                self._take_woken(a)
             elif kind == _SIGNAL:
                 self._on_signal_event(a)
             elif kind == _FATAL:
@@ -301,6 +305,29 @@ class Worker:
                 return fetched, False
         st.maybe_work = False  # every queue came back short: nothing more until a wake-up
         return fetched, fetched == 0
+
+    def _wake_plan(self, group: Sequence[QueueKeys]) -> list[tuple[QueueKeys, protocol.Call]]:
+        """Waker thread: the dequeue calls to pipeline behind its next blocking pop (reads only sizes)."""
+        free = max(1, self._capacity - len(self._state.running))
+        deadline_ms = int((self._clock() + self.settings.lease_s) * 1000)
+        plan = [(qk, protocol.dequeue(qk, deadline_ms, free)) for qk in self._queue_order() if qk in group]
+        for qk, _ in plan:
+            self._wake_limits[qk] = free  # read by the main loop after the wake-up event (queue: ordered)
+        return plan
+
+    def _take_woken(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
+        """Run what a wake-up leased; look for more only if some queue filled the whole request."""
+        st = self._state
+        jobs = []
+        for qk, reply in fetched:
+            deliveries = protocol.parse_dequeue(reply)
+            if len(deliveries) >= self._wake_limits.get(qk, 1):
+                st.maybe_work = True
+            jobs += [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
+        if jobs:
+            self._runner.submit(jobs)
+        if st.stopping or not st.fetching:
+            self._hand_back(started=False)
 
     def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> Job | None:
         """Decode one delivery into a job for the runner, or dead-letter it (returning None)."""
@@ -509,8 +536,8 @@ class Worker:
             log.warning("redis_config_risky", setting=f"maxmemory-policy {policy}",
                         hint="eviction can drop queue keys and leases; set maxmemory-policy noeviction")
 
-    def _on_wake(self) -> None:
-        self._events.put((_WAKE, None, None))
+    def _on_wake(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
+        self._events.put((_WAKE, fetched, None))
 
     def _on_fatal(self, exc: BaseException) -> None:
         self._events.put((_FATAL, exc, None))
