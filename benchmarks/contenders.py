@@ -77,6 +77,12 @@ CONTENDERS: tuple[Contender, ...] = (
         ("redis", "hiredis"), single=False, can_bulk=True,
     ),
     Contender(
+        "limit-threads", "limit",
+        f"bare redis-py: LMOVE x100 pipelined into {_C} threads, each running the shared handler (one RPUSH)",
+        "benchmarks.peers.limit_app", ("-m", "benchmarks.peers.limit_app", "--batch", "100", "--threads", _C),
+        ("redis", "hiredis"), single=False, can_bulk=True,
+    ),
+    Contender(
         "huey", "peer", f"RedisHuey, -k thread -w {_C}, BRPOP, results off, at-most-once",
         "benchmarks.peers.huey_app",
         ("-m", "huey.bin.huey_consumer", "benchmarks.peers.huey_app.huey", "-k", "thread", "-w", _C, "-q"),

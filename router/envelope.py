@@ -88,7 +88,7 @@ def decode(raw: bytes | str | None) -> Envelope:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise MalformedMessage("malformed", f"message of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     try:
-        doc = json.loads(raw, parse_constant=_reject_constant)
+        doc = _DECODER.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage("malformed", f"not JSON: {exc}") from None
     except RecursionError:
@@ -122,6 +122,10 @@ def decode(raw: bytes | str | None) -> Envelope:
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON: accepting them here would make the message impossible to re-encode later.
     raise ValueError(f"{name} is not a JSON number")
+
+
+#: One decoder for every message (``json.loads`` with an option builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def encode_result(result: Any) -> Any:

@@ -77,6 +77,8 @@ class HandlerRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parked: collections.deque[Job] = collections.deque()  # async jobs waiting for a slot (loop-owned)
         self._async_tasks: dict[object, asyncio.Task[None]] = {}
+        # Cancelled when the handler ends: live timers would pile up in the loop's heap for a whole timeout.
+        self._timers: dict[object, asyncio.TimerHandle] = {}
         self._timed_out: set[object] = set()
         self._finished: list[tuple[object, Outcome]] = []
 
@@ -166,7 +168,7 @@ class HandlerRunner:
                 continue
             fut = loop.create_task(self._run_async(key, entry, task))
             self._async_tasks[key] = fut
-            loop.call_later(task.timeout_s, self._time_out, key)
+            self._timers[key] = loop.call_later(task.timeout_s, self._time_out, key)
 
     def _time_out(self, key: object) -> None:
         fut = self._async_tasks.get(key)
@@ -193,6 +195,9 @@ class HandlerRunner:
             result, error = None, exc
         self._timed_out.discard(key)
         self._async_tasks.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
         self._slots.release()
         self._after(task, error)
         if not self._finished:

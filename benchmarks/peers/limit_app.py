@@ -1,21 +1,26 @@
 """The "limit" baselines: bare redis-py, no library. One LPUSH per task; the worker LMOVEs and RPUSHes.
 
 ``--batch 1`` moves and records one task per round trip; ``--batch 100`` pipelines up to 100 LMOVEs and then
-the matching RPUSHes, blocking with BLMOVE only when the queue is empty. There is no ack, retry or lease.
+the matching RPUSHes, blocking with BLMOVE only when the queue is empty. ``--batch 100 --threads 10`` moves
+tasks the same way but hands each to one of 10 threads that runs the shared handler body (one RPUSH of its own):
+the ceiling of any thread-based worker with this handler, since its broker costs next to nothing.
+There is no ack, retry or lease.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import queue
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
 
 import redis
 
-from benchmarks.peers.base import RESULTS_KEY, Payload, redis_url
+from benchmarks.peers.base import RESULTS_KEY, Payload, record, redis_url
 
 QUEUE_KEY = "limit:queue"
 PROCESSING_KEY = "limit:processing"
@@ -82,6 +87,26 @@ def work_pipelined(r: redis.Redis, batch: int) -> None:
             raws = _lmove_many(r, batch)
 
 
+def work_threaded(r: redis.Redis, batch: int, threads: int) -> None:
+    """Move up to ``batch`` tasks per round trip into a bounded local queue that ``threads`` handler threads
+    drain, each calling the shared handler body; block with BLMOVE only when the Redis queue is empty."""
+    jobs: queue.Queue[bytes | str] = queue.Queue(maxsize=2 * batch)
+
+    def handler() -> None:
+        while True:
+            record(json.loads(jobs.get()))
+
+    for _ in range(threads):
+        threading.Thread(target=handler, daemon=True).start()
+    while True:
+        raws = _lmove_many(r, batch)
+        if not raws:
+            first = r.blmove(QUEUE_KEY, PROCESSING_KEY, BLOCK_S, "RIGHT", "LEFT")
+            raws = [first] if first is not None else []
+        for raw in raws:
+            jobs.put(raw)
+
+
 def _exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -90,10 +115,13 @@ def main() -> None:
     """Worker entry: ``python -m benchmarks.peers.limit_app --batch N``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="handler threads (0: record inline)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _exit)
     r = redis.Redis.from_url(redis_url())
-    if args.batch <= 1:
+    if args.threads > 0:
+        work_threaded(r, max(1, args.batch), args.threads)
+    elif args.batch <= 1:
         work_one_at_a_time(r)
     else:
         work_pipelined(r, args.batch)
