@@ -99,12 +99,14 @@ def work_threaded(r: redis.Redis, batch: int, threads: int) -> None:
     for _ in range(threads):
         threading.Thread(target=handler, daemon=True).start()
     while True:
-        raws = _lmove_many(r, batch)
-        if not raws:
-            first = r.blmove(QUEUE_KEY, PROCESSING_KEY, BLOCK_S, "RIGHT", "LEFT")
-            raws = [first] if first is not None else []
-        for raw in raws:
-            jobs.put(raw)
+        first = r.blmove(QUEUE_KEY, PROCESSING_KEY, BLOCK_S, "RIGHT", "LEFT")
+        if first is None:
+            continue
+        raws = [first, *_lmove_many(r, batch - 1)]
+        while raws:
+            for raw in raws:
+                jobs.put(raw)
+            raws = _lmove_many(r, batch)
 
 
 def _exit(signum: int, frame: FrameType | None) -> None:
