@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -42,6 +43,8 @@ def _check(reply: Any, call: Call | str) -> Any:
 
 
 _BLPOP = "BLPOP on the wake lists"
+#: After this long unused, the held connection is checked for a close by the server before it is used again.
+IDLE_CHECK_S = 1.0
 
 
 def _pack(conn: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
@@ -51,6 +54,14 @@ def _pack(conn: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
         return [b"".join([hiredis.pack_command(c) for c in commands])]
     except TypeError:
         return conn.pack_commands(commands)
+
+
+def _quiet(conn: Any) -> bool:
+    """Whether an idle connection is still open with nothing unread, as redis-py's pool checks before reuse."""
+    try:
+        return not conn.can_read()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        return False
 
 
 class _Line:
@@ -65,17 +76,34 @@ class _Line:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pid = os.getpid()
+        self._interrupted = False
+        self._last_used = 0.0
+
+    def _in_this_process(self) -> None:
+        # A forked child must not share its parent's socket, nor a lock some parent thread held at fork time.
+        if self._pid != os.getpid():
+            self._lock, self._conn, self._pid = threading.Lock(), None, os.getpid()
+
+    def _usable(self) -> Any:
+        """The held connection, replaced when it was interrupted and checked like the pool does after idling
+        (a server timeout, a proxy or a restart may have closed it meanwhile)."""
+        conn = self._conn
+        if conn is not None and self._interrupted:
+            conn.disconnect()
+            self._interrupted = False
+        elif conn is not None and time.monotonic() - self._last_used > IDLE_CHECK_S and not _quiet(conn):
+            conn.disconnect()  # closed by the server, or stray data: reconnect on send
+        if conn is None:
+            conn = self._conn = self._pool.get_connection()
+        return conn
 
     def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
         """Replies in order (an error reply as its exception object), or None if another thread holds the line."""
+        self._in_this_process()
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._pid != os.getpid():  # a forked child must not share its parent's socket
-                self._conn, self._pid = None, os.getpid()
-            conn = self._conn
-            if conn is None:
-                conn = self._conn = self._pool.get_connection()
+            conn = self._usable()
             try:
                 conn.send_packed_command(_pack(conn, commands))
                 replies: list[Any] = []
@@ -88,12 +116,15 @@ class _Line:
             except BaseException:
                 conn.disconnect()  # a half-read reply would be taken for the next call's: start afresh
                 raise
+            finally:
+                self._last_used = time.monotonic()
         finally:
             self._lock.release()
 
     def interrupt(self) -> None:
         """From another thread: make a call blocked on the line fail at once (the socket is shut down, so Redis
-        drops the client and never runs the commands queued behind a blocking one)."""
+        drops the client and never runs the commands queued behind a blocking one). The next call reconnects."""
+        self._interrupted = True
         sock = getattr(self._conn, "_sock", None)  # redis-py keeps the socket private; only shutdown() is used
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -101,8 +132,9 @@ class _Line:
 
     def close(self) -> None:
         """Give the connection back to the pool."""
+        self._in_this_process()
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
+            if self._conn is not None:
                 self._pool.release(self._conn)
             self._conn = None
 

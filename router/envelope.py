@@ -88,7 +88,9 @@ def decode(raw: bytes | str | None) -> Envelope:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise MalformedMessage("malformed", f"message of {len(raw)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     try:
-        doc = _DECODER.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
+        # Bytes are read as json.loads reads them (UTF-8, -16 or -32, a BOM allowed), without its per-call decoder.
+        text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "surrogatepass")
+        doc = _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage("malformed", f"not JSON: {exc}") from None
     except RecursionError:

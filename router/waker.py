@@ -69,14 +69,19 @@ class Waker:
         """Ask the threads to block until work may be there."""
         self._armed.set()
 
-    def stop(self) -> None:
-        """Stop and wait for the threads, so nothing is leased behind the worker's back once it hands back its
-        tasks: a blocked pop is cut short (its pipelined dequeue never runs), or on a cluster waited out."""
+    def halt(self) -> bool:
+        """Stop without waiting: a blocked pop is cut short (Redis drops the client, so the dequeue behind it
+        never runs). False when some pop cannot be cut short (a cluster client) and must be waited out."""
         self._stopped.set()
         self._armed.set()
         with self._lock:
             brokers = list(self._brokers)
-        waited_out = not all(b.interrupt() for b in brokers)
+        return all(b.interrupt() for b in brokers)
+
+    def stop(self) -> None:
+        """Halt and wait for the threads, so nothing is leased behind the worker's back once it hands back its
+        tasks (a waker that got a reply after the halt requeues what it leased)."""
+        waited_out = not self.halt()
         for t in self._threads:
             if t.is_alive():
                 t.join(self._block_s + 1.0 if waited_out else 1.0)

@@ -164,8 +164,8 @@ class Worker:
         # The dequeue pipelined behind a blocking pop is leased from the moment it was planned: keep the block
         # short next to the lease.
         block_s = min(BLOCK_S, self.settings.lease_s / 4)
-        waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
-                      self._wake_plan, self._on_wake, self._on_fatal)
+        waker = self._waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
+                                    self._wake_plan, self._on_wake, self._on_fatal)
         previous = self._install_signals()
         log.info(
             "worker_started",
@@ -318,6 +318,9 @@ class Worker:
     def _take_woken(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
         """Run what a wake-up leased; look for more only if some queue filled the whole request."""
         st = self._state
+        if st.stopping or not st.fetching:  # leased while the signal was on its way: straight back to pending
+            self._requeue_fetched(fetched)
+            return
         jobs = []
         for qk, reply in fetched:
             deliveries = protocol.parse_dequeue(reply)
@@ -326,8 +329,16 @@ class Worker:
             jobs += [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
         if jobs:
             self._runner.submit(jobs)
-        if st.stopping or not st.fetching:
-            self._hand_back(started=False)
+
+    def _requeue_fetched(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
+        calls = [protocol.requeue(qk, members) for qk, reply in fetched
+                 if (members := [d.member for d in protocol.parse_dequeue(reply)])]
+        if not calls:
+            return
+        try:
+            self._broker.run_many(calls)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")
 
     def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> Job | None:
         """Decode one delivery into a job for the runner, or dead-letter it (returning None)."""
@@ -485,6 +496,7 @@ class Worker:
         name = signal.Signals(signum).name
         if signum == getattr(signal, "SIGTSTP", None):
             st.fetching = False
+            self._waker.halt()
             log.warning("signal_received", signal=name, action="stop fetching; running tasks continue")
             self._hand_back(started=False)
             return
@@ -494,6 +506,7 @@ class Worker:
             return
         if not st.stopping:
             st.stopping = True
+            self._waker.halt()
             st.stop_deadline = time.monotonic() + self.settings.shutdown_timeout_s
             log.warning("signal_received", signal=name, action="stop fetching; wait for running tasks",
                         shutdown_timeout_s=self.settings.shutdown_timeout_s, running=len(st.running))
@@ -547,6 +560,7 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Put unfinished tasks back to pending at once, settle the finished ones, withdraw the heartbeat."""
+        self._state.stopping = True  # also after an error: a late wake-up's tasks go back, not to the runner
         self._runner.shutdown()
         try:
             self._hand_back(started=True)  # skips deliveries whose handler already finished...

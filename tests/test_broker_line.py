@@ -10,6 +10,7 @@ import redis
 from enginekit import build_registry, qk, task
 
 import router
+from router import broker as broker_module
 from router import protocol
 from router.broker import SyncBroker
 from router.connection import Role, connect
@@ -55,22 +56,52 @@ def test_refusal_names_the_script_and_the_line_stays_usable(redis_url: str, redi
     assert redis_client.llen(qk(good, "other").pending) == 2
 
 
-def test_threads_sharing_a_client_each_get_their_own_replies(redis_url: str, redis_client: redis.Redis) -> None:
-    registry = build_registry(redis_url, SERVICES)
-    per_thread, threads = 300, 6
-    infos: list[list[router.TaskInfo]] = [[] for _ in range(threads)]
-    with router.Client(registry) as client:
+def test_threads_sharing_a_broker_each_get_their_own_replies(redis_url: str, redis_client: redis.Redis) -> None:
+    # Each thread enqueues batches of its own size, so a reply read by the wrong thread shows in its length.
+    keys = qk(build_registry(redis_url, SERVICES), "svc")
+    broker = SyncBroker(connect(redis_url, Role.PRODUCER))
+    rounds, threads = 150, 6
+    wrong: list[tuple[int, int]] = []
 
-        def produce(slot: int) -> None:
-            for i in range(per_thread):
-                infos[slot].append(client.enqueue("svc.job", {"t": slot, "i": i}))
+    def produce(slot: int) -> None:
+        size = slot + 1
+        for i in range(rounds):
+            reply = broker.run(protocol.enqueue(keys, [(f"t{slot}-{i}-{k}", "{}") for k in range(size)]))
+            if len(reply) != size:
+                wrong.append((size, len(reply)))
 
-        runners = [threading.Thread(target=produce, args=(k,)) for k in range(threads)]
+    runners = [threading.Thread(target=produce, args=(k,)) for k in range(threads)]
+    try:
         for t in runners:
             t.start()
         for t in runners:
             t.join()
-    ids = [info.id for batch in infos for info in batch]
-    assert len(ids) == len(set(ids)) == per_thread * threads
-    stored = redis_client.lrange(qk(registry, "svc").pending, 0, -1)
-    assert sorted(x.decode() for x in stored) == sorted(ids)
+    finally:
+        broker.close()
+    assert wrong == []
+    assert redis_client.llen(keys.pending) == rounds * sum(range(1, threads + 1))
+
+
+def test_line_reconnects_after_an_interrupt(redis_url: str) -> None:
+    keys = qk(build_registry(redis_url, SERVICES), "svc")
+    broker = SyncBroker(connect(redis_url, Role.PRODUCER))
+    try:
+        assert broker.run(protocol.enqueue(keys, [("a", "{}")])) == [1]
+        assert broker.interrupt()
+        assert broker.run(protocol.enqueue(keys, [("b", "{}")])) == [1]  # a fresh connection, no error
+    finally:
+        broker.close()
+
+
+def test_line_closed_by_the_server_while_idle_is_replaced_before_use(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker_module, "IDLE_CHECK_S", 0.0)  # check before every use instead of after 1 s idle
+    keys = qk(build_registry(redis_url, SERVICES), "svc")
+    broker = SyncBroker(connect(redis_url, Role.PRODUCER))
+    try:
+        assert broker.run(protocol.enqueue(keys, [("a", "{}")])) == [1]
+        assert redis_client.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert broker.run(protocol.enqueue(keys, [("b", "{}")])) == [1]  # no "connection closed" on the way
+    finally:
+        broker.close()
