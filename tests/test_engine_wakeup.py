@@ -3,6 +3,8 @@ trip, and stopping the worker cuts that pop short so nothing is leased behind it
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from typing import Any
 
@@ -81,3 +83,37 @@ def test_stopped_idle_worker_leaves_no_pop_behind_to_lease_new_tasks(redis_url: 
         worker.stop()
         thread.join(timeout=10)
         r.close()
+
+
+def test_sigtstp_halts_the_wake_up_so_new_tasks_stay_pending(redis_url: str) -> None:
+    # The worker runs on the main thread (its signal handlers need it); a helper thread plays the operator.
+    reg = build_registry(redis_url, SERVICES)
+    q = qk(reg, "svc")
+    r = raw_client(redis_url)
+    done: list[int] = []
+    seen: dict[str, Any] = {}
+    app = router.Service("svc")
+    app.add("svc.job", lambda t: done.append(t.payload["n"]))
+    worker = router.Worker(reg, app, url=redis_url, settings=fast_settings(lease_s=60.0))
+
+    def operator() -> None:
+        try:
+            with router.Client(reg, url=redis_url) as client:
+                client.enqueue("svc.job", {"n": 1})
+                wait_for(lambda: done == [1] and _blocked_pops(r) == 1, 10, "the worker to go idle and block")
+                os.kill(os.getpid(), signal.SIGTSTP)
+                wait_for(lambda: _blocked_pops(r) == 0, 10, "the blocked pop to be cut short")
+                client.enqueue("svc.job", {"n": 2})
+                seen["pending"], seen["active"] = r.llen(q.pending), r.zcard(q.active)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=operator)
+    helper.start()
+    try:
+        worker.run()
+    finally:
+        helper.join(30)
+        r.close()
+    assert seen == {"pending": 1, "active": 0}
+    assert done == [1]
