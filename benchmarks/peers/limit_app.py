@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 
 import redis
@@ -71,25 +71,31 @@ def _lmove_many(r: redis.Redis, count: int) -> list[bytes | str]:
     return [raw for raw in pipe.execute() if raw is not None]
 
 
-def work_pipelined(r: redis.Redis, batch: int) -> None:
-    """Block for one task, then move up to ``batch`` per round trip and RPUSH their results in one more,
-    until the queue is empty again; an idle worker sends one BLMOVE per second."""
+def _batches(r: redis.Redis, batch: int) -> Iterator[list[bytes | str]]:
+    """Forever: block for one task, then yield it with up to ``batch`` - 1 more, and further batches of up to
+    ``batch`` (one round trip each) until the queue is empty again; an idle worker sends one BLMOVE per second."""
     while True:
         first = r.blmove(QUEUE_KEY, PROCESSING_KEY, BLOCK_S, "RIGHT", "LEFT")
         if first is None:
             continue
         raws = [first, *_lmove_many(r, batch - 1)]
         while raws:
-            out = r.pipeline(transaction=False)
-            for raw in raws:
-                out.rpush(RESULTS_KEY, f"{json.loads(raw)['ts']} {time.time()}")
-            out.execute()
+            yield raws
             raws = _lmove_many(r, batch)
 
 
+def work_pipelined(r: redis.Redis, batch: int) -> None:
+    """Move tasks in batches and RPUSH each batch's results in one more round trip."""
+    for raws in _batches(r, batch):
+        out = r.pipeline(transaction=False)
+        for raw in raws:
+            out.rpush(RESULTS_KEY, f"{json.loads(raw)['ts']} {time.time()}")
+        out.execute()
+
+
 def work_threaded(r: redis.Redis, batch: int, threads: int) -> None:
-    """Move up to ``batch`` tasks per round trip into a bounded local queue that ``threads`` handler threads
-    drain, each calling the shared handler body; block with BLMOVE only when the Redis queue is empty."""
+    """Move tasks in batches into a bounded local queue that ``threads`` handler threads drain, each calling
+    the shared handler body."""
     jobs: queue.Queue[bytes | str] = queue.Queue(maxsize=2 * batch)
 
     def handler() -> None:
@@ -98,15 +104,9 @@ def work_threaded(r: redis.Redis, batch: int, threads: int) -> None:
 
     for _ in range(threads):
         threading.Thread(target=handler, daemon=True).start()
-    while True:
-        first = r.blmove(QUEUE_KEY, PROCESSING_KEY, BLOCK_S, "RIGHT", "LEFT")
-        if first is None:
-            continue
-        raws = [first, *_lmove_many(r, batch - 1)]
-        while raws:
-            for raw in raws:
-                jobs.put(raw)
-            raws = _lmove_many(r, batch)
+    for raws in _batches(r, batch):
+        for raw in raws:
+            jobs.put(raw)
 
 
 def _exit(signum: int, frame: FrameType | None) -> None:
