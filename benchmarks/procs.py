@@ -96,15 +96,19 @@ def stop_all() -> None:
     stop(*_live, grace_s=3.0)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident set size in bytes summed over ``pid`` and all its descendants (0 when it is gone)."""
+def tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and all its descendants (empty when it is gone): some worker CLIs run the worker in a child."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident set size in bytes summed over ``pid`` and all its descendants (0 when it is gone)."""
     total = 0
-    for proc in procs:
+    for proc in tree(pid):
         try:
             total += proc.memory_info().rss
         except psutil.Error:

@@ -2,10 +2,10 @@
 own ceiling.
 
 ``python -m benchmarks.w2_costs`` queues N tasks for each contender, starts one worker process, and between the
-first and the last handler start reads ``/proc`` for the CPU (user and system) and context switches of the
-worker's process tree, all threads, and for Redis's CPU; each figure is divided by N. ``--body`` also times the
-shared handler body with no broker at all: 10 threads (redis-py) or 10 asyncio tasks (redis.asyncio) RPUSHing
-from an in-memory queue, the most any thread-based or asyncio worker could drain on this machine. Linux only;
+first and the last handler start reads the CPU (user and system) and the context switches of the worker's process
+tree, all threads, and Redis's CPU; each figure is divided by N. ``--body`` also times the shared handler body with
+no broker at all: 10 threads (redis-py) or 10 asyncio tasks (redis.asyncio) RPUSHing from an in-memory queue, the
+most any thread-based or asyncio worker could drain on this machine. Linux only (switches come from ``/proc``);
 one repetition per contender, so run it more than once before reading differences under 20%.
 """
 
@@ -14,45 +14,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import os
 import queue
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import redis
 import redis.asyncio as aredis
 
+from benchmarks import procs
 from benchmarks.contenders import BY_NAME
 from benchmarks.peers.base import RESULTS_KEY
 from benchmarks.redis_server import redis_server
 from benchmarks.workloads import Bench, Settings
 
-TICK = os.sysconf("SC_CLK_TCK")
 BODY_THREADS = 10
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (some worker CLIs run the worker in a child process)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        for children in glob.glob(f"/proc/{p}/task/*/children"):
-            try:
-                with open(children, encoding="ascii") as f:
-                    todo.extend(int(c) for c in f.read().split())
-            except FileNotFoundError:
-                continue
-    return out
-
-
-def _switches(pid: int) -> tuple[int, int]:
-    """Voluntary and involuntary context switches summed over a process tree's threads."""
+def _thread_switches(pid: int) -> tuple[int, int]:
+    """Voluntary and involuntary context switches over all of a process's threads (psutil counts only the main
+    thread's)."""
     vol = invol = 0
-    statuses = [s for p in _tree(pid) for s in glob.glob(f"/proc/{p}/task/*/status")]
-    for status in statuses:
+    for status in glob.glob(f"/proc/{pid}/task/*/status"):
         try:
             with open(status, encoding="ascii") as f:
                 for line in f:
@@ -60,22 +45,23 @@ def _switches(pid: int) -> tuple[int, int]:
                         vol += int(line.split()[1])
                     elif line.startswith("nonvoluntary_ctxt_switches"):
                         invol += int(line.split()[1])
-        except FileNotFoundError:  # a thread ended meanwhile
+        except FileNotFoundError:  # the thread ended meanwhile
             continue
     return vol, invol
 
 
-def _cpu_s(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process tree (all threads)."""
-    user = system = 0
-    for p in _tree(pid):
+def _costs(pid: int) -> tuple[float, float, int, int]:
+    """User and system CPU seconds, voluntary and involuntary context switches, summed over a process tree."""
+    user = system = 0.0
+    vol = invol = 0
+    for proc in procs.tree(pid):
         try:
-            with open(f"/proc/{p}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+            cpu = proc.cpu_times()
+        except psutil.Error:  # ended meanwhile
             continue
-        user, system = user + int(fields[11]), system + int(fields[12])
-    return user / TICK, system / TICK
+        v, i = _thread_switches(proc.pid)
+        user, system, vol, invol = user + cpu.user, system + cpu.system, vol + v, invol + i
+    return user, system, vol, invol
 
 
 def measure(bench: Bench, name: str, n: int) -> str:
@@ -87,15 +73,16 @@ def measure(bench: Bench, name: str, n: int) -> str:
     with bench.workers(c, 1, "costs") as (group, _):
         pid = group[0].pid
         bench.wait_results(1, 60, group)
-        sw0, cpu0, rcpu0 = _switches(pid), _cpu_s(pid), sum(_cpu_s(redis_pid))
+        before, redis_before = _costs(pid), _costs(redis_pid)
         bench.wait_results(n, 60 + n / 200, group)
-        sw1, cpu1, rcpu1 = _switches(pid), _cpu_s(pid), sum(_cpu_s(redis_pid))
+        after, redis_after = _costs(pid), _costs(redis_pid)
     starts = sorted(start for _, start in bench.samples())
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    user, system, vol, invol = (a - b for a, b in zip(after, before))
+    redis_cpu = sum(redis_after[:2]) - sum(redis_before[:2])
     return (
-        f"{name:14s} {rate:8,.0f}/s  per task: user {(cpu1[0] - cpu0[0]) / n * 1e6:4.0f} us, "
-        f"sys {(cpu1[1] - cpu0[1]) / n * 1e6:4.0f} us, switches {(sw1[0] - sw0[0]) / n:4.1f} voluntary + "
-        f"{(sw1[1] - sw0[1]) / n:3.1f} involuntary; Redis {(rcpu1 - rcpu0) / n * 1e6:3.0f} us"
+        f"{name:14s} {rate:8,.0f}/s  per task: user {user / n * 1e6:4.0f} us, sys {system / n * 1e6:4.0f} us, "
+        f"switches {vol / n:4.1f} voluntary + {invol / n:3.1f} involuntary; Redis {redis_cpu / n * 1e6:3.0f} us"
     )
 
 

@@ -166,13 +166,18 @@ class SyncBroker:
         """Run calls in one round trip (a non-transactional pipeline); replies in order."""
         if len(calls) == 1:
             return [self.run(calls[0])]
-        replies = self._line.execute([_evalsha(c) for c in calls]) if self._line is not None else None
+        return self._settle_script_replies(calls, self._round_trip([_evalsha(c) for c in calls]))
+
+    def _round_trip(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Replies to ``commands`` sent in one round trip (error replies as exception objects): over the line
+        when it is free, else a redis-py pipeline (another thread holds the line, or a cluster client)."""
+        replies = self._line.execute(commands) if self._line is not None else None
         if replies is None:
             pipe = self.client.pipeline(transaction=False)
-            for call in calls:
-                pipe.execute_command(*_evalsha(call))
+            for command in commands:
+                pipe.execute_command(*command)
             replies = list(pipe.execute(raise_on_error=False))
-        return self._settle_script_replies(calls, replies)
+        return replies
 
     def _settle_script_replies(self, calls: Sequence[Call], replies: list[Any]) -> list[Any]:
         """Resend by source what the script cache lacked (after a restart or failover); raise refusals."""
@@ -252,14 +257,7 @@ class SyncBroker:
         """Block until one of the wake lists (all in one slot) has a token or the timeout passes, then run
         ``calls`` (same slot) at once in the same round trip: pipelined behind the blocking pop, Redis runs them
         the moment it returns. Returns whether a token came, and the calls' replies."""
-        blpop = ("BLPOP", *keys, timeout_s)
-        replies = self._line.execute([blpop, *map(_evalsha, calls)]) if self._line is not None else None
-        if replies is None:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.blpop(list(keys), timeout=timeout_s)
-            for call in calls:
-                pipe.execute_command(*_evalsha(call))
-            replies = list(pipe.execute(raise_on_error=False))
+        replies = self._round_trip([("BLPOP", *keys, timeout_s), *map(_evalsha, calls)])
         woke = _check(replies[0], _BLPOP) is not None
         return woke, self._settle_script_replies(calls, replies[1:])
 

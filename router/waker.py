@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -25,11 +26,32 @@ from router.slots import key_slot
 
 log = structlog.get_logger("router.waker")
 
-#: Builds the dequeue calls for a group of queues, each with its queue, in fetch order, right before each blocking
-#: round trip.
-Plan = Callable[[Sequence[QueueKeys]], list[tuple[QueueKeys, protocol.Call]]]
-#: Receives what a wake-up fetched: (queue, raw dequeue reply) pairs, possibly all empty.
-OnWake = Callable[[list[tuple[QueueKeys, Any]]], None]
+@dataclass(frozen=True)
+class Fetch:
+    """One queue's dequeue pipelined behind a wake-up: the queue, how many tasks it asks for, and the call."""
+
+    qk: QueueKeys
+    limit: int
+    call: protocol.Call
+
+
+#: Builds the fetches for a group of queues, in fetch order, right before each blocking round trip.
+Plan = Callable[[Sequence[QueueKeys]], list[Fetch]]
+#: Receives what a wake-up fetched: each fetch with its raw dequeue reply (possibly all empty).
+Fetched = list[tuple[Fetch, Any]]
+OnWake = Callable[[Fetched], None]
+
+
+def requeue_fetched(broker: SyncBroker, fetched: Fetched) -> None:
+    """Put what a wake-up leased back at the front of pending (it arrived after its worker stopped fetching)."""
+    calls = [protocol.requeue(f.qk, members) for f, reply in fetched
+             if (members := [d.member for d in protocol.parse_dequeue(reply)])]
+    if not calls:
+        return
+    try:
+        broker.run_many(calls)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")
 
 
 class Waker:
@@ -99,34 +121,19 @@ class Waker:
                     break
                 plan = self._plan(group)
                 try:
-                    woke, replies = broker.wait_wake_then(wake_keys, self._block_s, [call for _, call in plan])
+                    woke, replies = broker.wait_wake_then(wake_keys, self._block_s, [f.call for f in plan])
                     backoff = 0.05
                 except TRANSIENT_ERRORS:
                     # The main loop logs the outage; here we only avoid spinning.
                     self._stopped.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
-                fetched = [(qk, reply) for (qk, _), reply in zip(plan, replies)]
+                fetched = list(zip(plan, replies))
                 if self._stopped.is_set():
-                    self._hand_back(broker, fetched)
+                    requeue_fetched(broker, fetched)
                 elif woke or any(reply for _, reply in fetched):
                     self._armed.clear()
                     self._on_wake(fetched)
             broker.close()
         except BaseException as exc:
             self._on_fatal(exc)
-
-    @staticmethod
-    def _hand_back(broker: SyncBroker, fetched: list[tuple[QueueKeys, Any]]) -> None:
-        """The worker stopped while this thread was blocked: put what it leased back at the front of pending."""
-        calls = []
-        for qk, reply in fetched:
-            members = [d.member for d in protocol.parse_dequeue(reply)]
-            if members:
-                calls.append(protocol.requeue(qk, members))
-        if not calls:
-            return
-        try:
-            broker.run_many(calls)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")

@@ -41,7 +41,7 @@ from router.registry import PriorityMode, Registry, ServiceSpec
 from router.service import HandlerEntry, Service
 from router.settlement import ArchivePolicy, Delivery, Settlements
 from router.task import Task
-from router.waker import Waker
+from router.waker import Fetch, Fetched, Waker, requeue_fetched
 
 log = structlog.get_logger("router.worker")
 
@@ -125,7 +125,6 @@ class Worker:
         self._events: queue.SimpleQueue[tuple[int, Any, Any]] = queue.SimpleQueue()
         self._state = _State()
         self._claim_lock = threading.Lock()
-        self._wake_limits: dict[QueueKeys, int] = {}
         self._heartbeats = 0
         self._capacity = self.settings.concurrency + (
             self.settings.concurrency if self.settings.prefetch is None else self.settings.prefetch
@@ -296,9 +295,7 @@ class Worker:
             self._outcomes.apply(ack_calls, replies)
             ack_calls = []
             deliveries = protocol.parse_dequeue(replies[-1])
-            jobs = [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
-            if jobs:
-                self._runner.submit(jobs)
+            self._start(qk, deliveries)
             fetched += len(deliveries)
             free -= len(deliveries)
             if free <= 0:
@@ -306,39 +303,29 @@ class Worker:
         st.maybe_work = False  # every queue came back short: nothing more until a wake-up
         return fetched, fetched == 0
 
-    def _wake_plan(self, group: Sequence[QueueKeys]) -> list[tuple[QueueKeys, protocol.Call]]:
-        """Waker thread: the dequeue calls to pipeline behind its next blocking pop (reads only sizes)."""
+    def _wake_plan(self, group: Sequence[QueueKeys]) -> list[Fetch]:
+        """Waker thread: the dequeues to pipeline behind its next blocking pop (reads only sizes)."""
         free = max(1, self._capacity - len(self._state.running))
         deadline_ms = int((self._clock() + self.settings.lease_s) * 1000)
-        plan = [(qk, protocol.dequeue(qk, deadline_ms, free)) for qk in self._queue_order() if qk in group]
-        for qk, _ in plan:
-            self._wake_limits[qk] = free  # read by the main loop after the wake-up event (queue: ordered)
-        return plan
+        return [Fetch(qk, free, protocol.dequeue(qk, deadline_ms, free)) for qk in self._queue_order() if qk in group]
 
-    def _take_woken(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
+    def _take_woken(self, fetched: Fetched) -> None:
         """Run what a wake-up leased; look for more only if some queue filled the whole request."""
         st = self._state
         if st.stopping or not st.fetching:  # leased while the signal was on its way: straight back to pending
-            self._requeue_fetched(fetched)
+            requeue_fetched(self._broker, fetched)
             return
-        jobs = []
-        for qk, reply in fetched:
+        for fetch, reply in fetched:
             deliveries = protocol.parse_dequeue(reply)
-            if len(deliveries) >= self._wake_limits.get(qk, 1):
+            if len(deliveries) >= fetch.limit:
                 st.maybe_work = True
-            jobs += [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
+            self._start(fetch.qk, deliveries)
+
+    def _start(self, qk: QueueKeys, deliveries: list[protocol.RawDelivery]) -> None:
+        """Hand freshly leased deliveries of one queue to the runner (dead-lettering the undecodable)."""
+        jobs = [job for d in deliveries if (job := self._dispatch(qk, d)) is not None]
         if jobs:
             self._runner.submit(jobs)
-
-    def _requeue_fetched(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
-        calls = [protocol.requeue(qk, members) for qk, reply in fetched
-                 if (members := [d.member for d in protocol.parse_dequeue(reply)])]
-        if not calls:
-            return
-        try:
-            self._broker.run_many(calls)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")
 
     def _dispatch(self, qk: QueueKeys, d: protocol.RawDelivery) -> Job | None:
         """Decode one delivery into a job for the runner, or dead-letter it (returning None)."""
@@ -549,7 +536,7 @@ class Worker:
             log.warning("redis_config_risky", setting=f"maxmemory-policy {policy}",
                         hint="eviction can drop queue keys and leases; set maxmemory-policy noeviction")
 
-    def _on_wake(self, fetched: list[tuple[QueueKeys, Any]]) -> None:
+    def _on_wake(self, fetched: Fetched) -> None:
         self._events.put((_WAKE, fetched, None))
 
     def _on_fatal(self, exc: BaseException) -> None:
