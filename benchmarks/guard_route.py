@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import router
-from router.guard import Guard
+from router.producer.guard import Guard
 
 REGISTRY = Path(__file__).resolve().parent / "bench_services.yaml"
 CALLS = 50_000

@@ -31,8 +31,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", help=f"comma-separated contenders (of {', '.join(BY_NAME)})")
     parser.add_argument("--skip", help="comma-separated contenders to leave out")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help="comma-separated workload groups: w1 (+W2), w1b (+W4), w3 (+idle), mem, "
-                             "backlog (router only)")  # fmt: skip
+                        help="comma-separated workload groups: w1 (+W2; w2 names it too), w1b (+W4; or w4), "
+                             "w3 (+idle), mem, backlog (router only)")  # fmt: skip
     parser.add_argument("--reps", type=int, help="repetitions, interleaved (default 3; 1 with --quick)")
     parser.add_argument("--n", type=int, help="tasks for W1/W1b/W2/W4 (default 20,000; 2,000 with --quick)")
     parser.add_argument("--w3-n", type=int, help="W3 tasks (default 2,000; 400 with --quick)")
@@ -129,12 +129,28 @@ def render(
             f"{report.notes_section(records)}\n## Versions\n\n{pkgs}\n")  # fmt: skip
 
 
+#: Names accepted for the workload that another group runs: W2 drains W1's queue, W4 drains W1b's.
+ALIASES = {"w2": "w1", "w4": "w1b"}
+
+
+def workload_groups(spec: str) -> list[str]:
+    """The workload groups named by ``--workloads`` (``w2`` and ``w4`` name the groups that run them), once each."""
+    groups: list[str] = []
+    for raw in spec.split(","):
+        name = ALIASES.get(raw.strip(), raw.strip())
+        if name not in WORKLOADS:
+            sys.exit(f"unknown workload {raw.strip()!r}; choose from {', '.join([*WORKLOADS, *ALIASES])}")
+        if name not in groups:
+            groups.append(name)
+    return groups
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
     args = parse_args(argv)
     settings = settings_from(args)
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
-    workloads = [w.strip() for w in args.workloads.split(",")]
+    workloads = workload_groups(args.workloads)
     chosen = select(args)
     skipped = {c.name: why for c in chosen if (why := c.unavailable())}
     active = [c for c in chosen if c.name not in skipped]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from router.client import AsyncClient, Client
-from router.config import load
 from router.errors import (
     AppLoadError,
     BrokerError,
@@ -25,7 +23,8 @@ from router.errors import (
     UnknownTaskType,
     Violation,
 )
-from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
+from router.producer.client import AsyncClient, Client
+from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, load
 from router.service import Service
 from router.task import Task, TaskInfo, TaskState
 from router.worker import Worker, WorkerSettings

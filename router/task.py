@@ -9,15 +9,18 @@ from typing import Any
 
 
 class TaskState(str, Enum):
-    """The state machine of a task; each task id is in exactly one state's structure at a time."""
+    """The state machine of a task; each task id is in exactly one state's structure at a time.
 
-    SCHEDULED = "scheduled"
+    This is the one list of states: the key schema names one key per state (``Q:<state>``), and status output
+    lists them in this order.
+    """
+
     PENDING = "pending"
     ACTIVE = "active"
+    SCHEDULED = "scheduled"
     RETRY = "retry"
     ARCHIVED = "archived"
     COMPLETED = "completed"
-    AGGREGATING = "aggregating"
 
 
 @dataclass(frozen=True)

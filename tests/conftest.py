@@ -2,7 +2,7 @@
 
 Nothing here ever talks to a Redis the test run did not start (6379 included). With ``ROUTER_TEST_DOCKER=1``
 the single server comes from testcontainers instead; the restart, cluster and sentinel fixtures still need a
-local ``redis-server`` (see ``router.devserver.find_redis_server``) and skip without one in that mode.
+local ``redis-server`` (see ``router.testing.find_redis_server``) and skip without one in that mode.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import redis
 from enginekit import raw_client, router_url
 from redis.cluster import RedisCluster
 
-from router.devserver import (
-    DevServerError,
+from router.errors import LocalRedisError
+from router.testing import (
     RedisClusterServer,
     RedisSentinelServer,
     RedisServer,
@@ -90,7 +90,7 @@ def _require_local_binary() -> None:
     if _use_docker():
         try:
             find_redis_server()
-        except DevServerError as exc:
+        except LocalRedisError as exc:
             pytest.skip(f"{DOCKER_ENV}=1 and no local redis-server for this fixture: {exc}")
 
 

@@ -24,10 +24,10 @@ import redis
 import redis.cluster
 import yaml
 
-from router.connection import is_cluster_url
-from router.keys import QueueKeys, ServiceKeys
-from router.registry import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
-from router.worker import WorkerSettings
+from router.registry.model import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
+from router.storage.connection import is_cluster_url
+from router.storage.keys import QueueKeys, ServiceKeys
+from router.worker.worker import WorkerSettings
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ import pytest
 from regkit import EXAMPLE, REPO, write
 
 import router
-from router.appload import AppLoadError, check_handlers, compare_handlers, load_app
-from router.registry import Registry
+from router.registry.appload import AppLoadError, check_handlers, compare_handlers, load_app
+from router.registry.model import Registry
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import redis
 from enginekit import build_registry, qk, task
 
 import router
-from router import broker as broker_module
-from router import protocol
-from router.broker import SyncBroker
-from router.connection import Role, connect
+from router.storage import broker as broker_module
+from router.storage import protocol
+from router.storage.broker import SyncBroker
+from router.storage.connection import Role, connect
 
 SERVICES = {"svc": {"queues": {"default": 1}, "tasks": {"svc.job": task()}}}
 

@@ -10,7 +10,7 @@ import redis
 from enginekit import build_registry, fast_settings, task, wait_for
 
 import router
-from router.devserver import RedisSentinelServer
+from router.testing import RedisSentinelServer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.sentinel]
 

@@ -7,9 +7,9 @@ import pytest
 from enginekit import build_registry, task
 
 import router
-from router import protocol
-from router.client import _finish, _prepare
-from router.guard import Guard
+from router.producer.client import _finish, _prepare
+from router.producer.guard import Guard
+from router.storage import protocol
 
 SERVICES = {"svc": {"queues": {"default": 1}, "tasks": {"svc.job": task()}}}
 

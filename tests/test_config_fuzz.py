@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from regkit import REPO
 
 import router
-from router.cli import main
 from router.errors import ConfigError, Problem
-from router.registry import Registry
+from router.ops.cli import main
+from router.registry.model import Registry
 
 FUZZ = settings(max_examples=50, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow], database=None)

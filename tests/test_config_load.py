@@ -9,8 +9,8 @@ import pytest
 from regkit import EXAMPLE, only, problems, write
 
 import router
-from router import payloads, yamlsource
-from router.registry import PriorityMode, QueueSpec
+from router.registry import payloads, yamlsource
+from router.registry.model import PriorityMode, QueueSpec
 
 
 def test_example_fleet_loads_with_owners_queues_and_cron() -> None:

@@ -11,8 +11,8 @@ from enginekit import archived, build_registry, fast_settings, qk, raw_client, t
 from enginekit import stats as qstats
 
 import router
-from router.envelope import encode_new
 from router.service import Service
+from router.storage.envelope import encode_new
 
 GOOD_ENV = encode_new("shop.order", '{"n":1}', 1_700_000_000_000)
 

@@ -26,11 +26,11 @@ from enginekit import (
 from enginekit import stats as qstats
 
 import router
-from router import protocol
-from router.broker import SyncBroker
-from router.connection import connect
-from router.envelope import encode_new
 from router.service import Service
+from router.storage import protocol
+from router.storage.broker import SyncBroker
+from router.storage.connection import connect
+from router.storage.envelope import encode_new
 
 SCHEMA = {
     "type": "object",

@@ -10,8 +10,8 @@ from enginekit import archived, build_registry, fast_settings, qk, task
 from enginekit import stats as qstats
 
 import router
-from router.envelope import encode_new
 from router.service import Service
+from router.storage.envelope import encode_new
 
 N = 20
 

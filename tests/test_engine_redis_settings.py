@@ -15,7 +15,7 @@ import structlog
 from enginekit import REPO, build_registry, fast_settings, subprocess_env, task, write_registry_yaml
 
 import router
-from router.devserver import RedisServer
+from router.testing import RedisServer
 
 SERVICES = {"svc": {"queues": {"default": 1}, "tasks": {"svc.job": task()}, "app": "no_such_module:app"}}
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from enginekit import router_url
+from redis.crc import key_slot as _key_slot
 
-from router import protocol
-from router.broker import SyncBroker
-from router.connection import connect
-from router.envelope import encode_new
-from router.keys import QueueKeys, ServiceKeys
-from router.slots import key_slot
+from router.storage import protocol
+from router.storage.broker import SyncBroker
+from router.storage.connection import connect
+from router.storage.envelope import encode_new
+from router.storage.keys import QueueKeys, ServiceKeys
 
 NOW = 1_700_000_000_000
 ENV = encode_new("svc.task", '{"a":1}', NOW)
@@ -125,3 +125,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     assert protocol.parse_members(replies["ack"]) == []  # both acked
     assert replies["retry"] == 0 and replies["archive"] == 0 and replies["requeue"] == 0  # leases already gone
     assert protocol.parse_maintain(replies["maintain"]).recovered == 0
+
+
+def key_slot(key: str) -> int:
+    """The cluster slot of ``key`` (redis-py's rule, checked against CLUSTER KEYSLOT in test_local_redis.py)."""
+    return _key_slot(key.encode())

@@ -12,9 +12,9 @@ import redis
 from enginekit import build_registry, fast_settings, qk, raw_client, task, wait_for
 
 import router
-from router import protocol
-from router.broker import SyncBroker
-from router.connection import Role, connect
+from router.storage import protocol
+from router.storage.broker import SyncBroker
+from router.storage.connection import Role, connect
 
 SERVICES = {"svc": {"queues": {"default": 1}, "tasks": {"svc.job": task()}}}
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import router
-from router.fastcheck import compile_fast
-from router.payloads import thaw
+from router.registry.fastcheck import compile_fast
+from router.registry.payloads import thaw
 
 SCALAR_TYPES = ["string", "integer", "number", "boolean", "null"]
 json_scalars = st.one_of(

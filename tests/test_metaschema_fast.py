@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from router.metaschema import DIALECT, certainly_valid
+from router.registry.metaschema import DIALECT, certainly_valid
 
 leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-2, 2), st.text(max_size=3))
 names = st.text(alphabet="abc", max_size=2)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from regkit import EXAMPLE, REPO, write
 
-from router.cli import main
+from router.ops.cli import main
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import router
 from benchmarks.peers.base import record_async
-from benchmarks.peers.router_app import SERVICE, TASK_TYPE, make_producer
+from benchmarks.peers.router_common import SERVICE, TASK_TYPE, make_producer
 
 __all__ = ["app", "make_producer"]
 

@@ -18,9 +18,9 @@ import redis
 
 import router
 from benchmarks.peers.base import CONCURRENCY, QUEUE, Payload, redis_url
-from benchmarks.peers.router_app import REGISTRY_PATH, SERVICE, TASK_TYPE, RouterProducer
-from router.keys import QueueKeys
-from router.logs import configure
+from benchmarks.peers.router_common import REGISTRY_PATH, SERVICE, TASK_TYPE, RouterProducer
+from router.ops.logs import configure
+from router.storage.keys import queue_keys
 
 PROGRESS_EVERY = 100_000
 DEFAULT_BATCH = 1_000
@@ -76,7 +76,7 @@ def archive(url: str, n: int, batch: int) -> float:
 def queue_sizes(url: str) -> dict[str, int]:
     """The bench queue's archived and pending counts."""
     spec = router.load(REGISTRY_PATH).service(SERVICE)
-    qk = QueueKeys.for_queue(spec.prefix, SERVICE, QUEUE)
+    qk = queue_keys(spec, QUEUE)
     client = redis.Redis.from_url(url)
     try:
         return {"archived": int(client.zcard(qk.archived)), "pending": int(client.llen(qk.pending))}

@@ -1,0 +1,229 @@
+"""The ``router`` command line: each command parses its arguments, configures logging, calls one library function
+and maps the outcome to the exit codes of :mod:`router.ops.exitcodes` (docs/cli.md documents both)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn, TypeVar
+
+import click
+from redis.exceptions import RedisError
+
+from router.errors import BrokerError, ConfigError, HandlerError, LocalRedisError, WorkerCrashed
+from router.ops.demo import run_demo
+from router.ops.exitcodes import ExitCode
+from router.ops.inspector import Inspector
+from router.ops.logs import LogFormat
+from router.ops.logs import configure as configure_logs
+from router.registry.loader import load
+from router.registry.validation import validate as validate_registry
+from router.task import TaskState
+from router.worker.launch import WorkerCommand, run_worker
+from router.worker.settings import WorkerSettings
+
+DEFAULT_REGISTRY = "services.yaml"
+#: The defaults ``router worker`` shows are the library's own.
+WORKER_DEFAULTS = WorkerSettings()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version() -> str:
+    try:
+        return version("router")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+@click.group()
+@click.version_option(_version(), "--version", prog_name="router", message="%(prog)s %(version)s")
+def main() -> None:
+    """router: a Redis task queue for fleets of services sharing one Redis."""
+
+
+def _fail(code: ExitCode, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(int(code))
+
+
+_registry_option = click.option(
+    "--registry", "-r", "registry_path", envvar="ROUTER_REGISTRY", default=DEFAULT_REGISTRY, show_default=True,
+    type=click.Path(dir_okay=False), help="The services.yaml to load (env ROUTER_REGISTRY).",
+)
+_url_option = click.option(
+    "--url", envvar="ROUTER_REDIS_URL", default=None,
+    help="Redis URL (env ROUTER_REDIS_URL; default: the registry's redis.url). Use redis+cluster://host:port "
+         "for Redis Cluster, redis+sentinel://host:port[,host:port]/master for Sentinel.",
+)
+
+
+def _with_logs(func: F) -> F:
+    func = click.option("--log-level", default="INFO", show_default=True,
+                        help="DEBUG, INFO, WARNING or ERROR.")(func)
+    return click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
+                        show_default=True, help="auto: console in a terminal, JSON lines otherwise.")(func)
+
+
+@main.command()
+@click.argument("path", required=False, envvar="ROUTER_REGISTRY", type=click.Path(dir_okay=False))
+@click.option("--import", "import_apps", is_flag=True,
+              help="Also import each service's `app:` and check its handlers against the registry.")
+@click.option("--app-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Directory to import service code from (default: the registry file's directory).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: one `file:line:col: message` per problem and a summary; json: {valid, problems}.")
+def validate(path: str | None, import_apps: bool, app_dir: str | None, output_format: str) -> None:
+    """Check the registry at PATH (default: $ROUTER_REGISTRY, else ./services.yaml) and the files it includes.
+
+    Exit codes: 0 the registry is valid; 1 it is invalid (every problem is printed, with file, line and
+    column); 2 usage error, or PATH cannot be read.
+    """
+    path = path or DEFAULT_REGISTRY
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{path!r} is a directory; give the registry file", param_hint="PATH")
+    report = validate_registry(path, import_apps=import_apps, app_dir=app_dir)
+    if output_format == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.to_text(), err=not report.valid and report.unreadable)
+    if report.unreadable:
+        raise SystemExit(int(ExitCode.USAGE))
+    raise SystemExit(int(ExitCode.OK if report.valid else ExitCode.INVALID))
+
+
+@main.command()
+@_registry_option
+@click.option("--service", "-s", required=True, help="The service whose queues this worker group reads.")
+@_url_option
+@click.option("--app-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Directory to import service code from (default: the registry file's directory).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 10_000), default=None,
+              help="Handlers running at once per process (default: the service's `concurrency`).")
+@click.option("--processes", "-p", type=click.IntRange(1, 512), default=1, show_default=True,
+              help="Worker processes in the group; crashed ones are restarted.")
+@click.option("--burst", is_flag=True, help="Process what is due, then exit.")
+@click.option("--lease-s", type=click.FloatRange(0.5), default=WORKER_DEFAULTS.lease_s, show_default=True,
+              help="Lease per delivery; running tasks extend it, expired ones are recovered.")
+@click.option("--shutdown-timeout-s", type=click.FloatRange(0), default=WORKER_DEFAULTS.shutdown_timeout_s,
+              show_default=True, help="On SIGTERM/SIGINT, how long running tasks may finish before they are requeued.")
+@click.option("--heartbeat-s", type=click.FloatRange(0.1), default=WORKER_DEFAULTS.heartbeat_s, show_default=True,
+              help="Heartbeat period; a worker silent for three periods counts as gone.")
+@click.option("--maintenance-s", type=click.FloatRange(0.05), default=WORKER_DEFAULTS.maintenance_s,
+              show_default=True,
+              help="Longest pause between recovery/promotion sweeps (sooner when something falls due).")
+@click.option("--recovery-grace-s", type=click.FloatRange(0), default=WORKER_DEFAULTS.recovery_grace_s,
+              show_default=True, help="Clock-skew allowance before an expired lease is recovered.")
+@click.option("--prefetch", type=click.IntRange(0), default=None,
+              help="Tasks leased ahead of free slots (default: as many as --concurrency).")
+@click.option("--archive-max-size", type=click.IntRange(1), default=WORKER_DEFAULTS.archive_max_size,
+              show_default=True, help="Dead-letter entries kept per queue; the oldest are dropped beyond it.")
+@click.option("--archive-max-age-s", type=click.FloatRange(1), default=WORKER_DEFAULTS.archive_max_age_s,
+              show_default=True, help="Dead-letter entries older than this are dropped.")
+@click.option("--allow-handler-mismatch", is_flag=True,
+              help="Start even if the handlers disagree with the registry (logged loudly).")
+@_with_logs
+def worker(
+    registry_path: str, service: str, url: str | None, app_dir: str | None, concurrency: int | None, processes: int,
+    burst: bool, lease_s: float, shutdown_timeout_s: float, heartbeat_s: float, maintenance_s: float,
+    recovery_grace_s: float, prefetch: int | None, archive_max_size: int, archive_max_age_s: float,
+    allow_handler_mismatch: bool, log_format: LogFormat, log_level: str,
+) -> None:
+    """Run a worker group for one service: it reads only that service's queues, under its own prefix.
+
+    SIGTERM/SIGINT stop fetching, wait --shutdown-timeout-s, requeue unfinished tasks and exit 0; a second
+    SIGINT exits at once after requeueing; SIGTSTP stops fetching and lets running tasks finish.
+
+    Exit codes: 0 stopped cleanly; 1 invalid registry, or the group gave up on a crashing child; 2 usage error
+    or unknown service; 3 the handler set cannot be imported or disagrees with the registry; 4 Redis refused a
+    command, or a --burst worker could not reach it (a long-running worker waits outages out); 5 an internal
+    loop died.
+    """
+    configure_logs(log_format, log_level)
+    try:
+        settings = dataclasses.replace(
+            WORKER_DEFAULTS, concurrency=concurrency or 0, lease_s=lease_s, shutdown_timeout_s=shutdown_timeout_s,
+            heartbeat_s=heartbeat_s, maintenance_s=maintenance_s, recovery_grace_s=recovery_grace_s,
+            prefetch=prefetch, archive_max_size=archive_max_size, archive_max_age_s=archive_max_age_s,
+        )
+        code = run_worker(WorkerCommand(registry_path, service, url, processes, burst, allow_handler_mismatch,
+                                        settings, app_dir))
+    except ConfigError as exc:
+        _fail(ExitCode.INVALID, str(exc))
+    except KeyError as exc:
+        _fail(ExitCode.USAGE, str(exc.args[0]))
+    except HandlerError as exc:
+        _fail(ExitCode.HANDLERS, str(exc))
+    except BrokerError as exc:
+        _fail(ExitCode.REDIS, str(exc))
+    except WorkerCrashed as exc:
+        _fail(ExitCode.CRASH, str(exc))
+    raise SystemExit(code)
+
+
+@main.command()
+@_registry_option
+@click.option("--per-type", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="Tasks to enqueue for every declared task type.")
+@click.option("--timeout-s", type=click.FloatRange(1), default=25.0, show_default=True,
+              help="How long to wait for every task to finish.")
+def demo(registry_path: str, per_type: int, timeout_s: float) -> None:
+    """Run the example fleet on a throwaway Redis and show each task reaching its owner only.
+
+    Starts redis-server on a free port, one `router worker` per service, enqueues a mixed batch, prints who
+    handled what, shows the guard refusing bad enqueues, then stops everything. Exit codes: 0 every task was
+    handled by its owner; 1 some task was misrouted or unfinished (or the registry is invalid); 4 no
+    redis-server could be found or started.
+    """
+    configure_logs("console", "WARNING")
+    try:
+        result = run_demo(registry_path, per_type=per_type, say=click.echo, timeout_s=timeout_s)
+    except ConfigError as exc:
+        _fail(ExitCode.INVALID, str(exc))
+    except LocalRedisError as exc:
+        _fail(ExitCode.REDIS, str(exc))
+    ok = result.misrouted == 0 and result.unfinished == 0
+    raise SystemExit(int(ExitCode.OK if ok else ExitCode.INVALID))
+
+
+@main.command()
+@_registry_option
+@_url_option
+@click.option("--service", "-s", default=None, help="Only this service.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: a table; json: {queues, workers}.")
+def status(registry_path: str, url: str | None, service: str | None, output_format: str) -> None:
+    """Show every queue's tasks by state and the live workers with their handlers.
+
+    Exit codes: 0 shown; 1 invalid registry; 2 unknown service; 4 Redis unreachable.
+    """
+    try:
+        registry = load(registry_path)
+        if service is not None:
+            registry.service(service)
+        inspector = Inspector(registry, url)
+        try:
+            queues, workers = inspector.queues(service), inspector.workers(service)
+        finally:
+            inspector.close()
+    except ConfigError as exc:
+        _fail(ExitCode.INVALID, str(exc))
+    except KeyError as exc:
+        _fail(ExitCode.USAGE, str(exc.args[0]))
+    except (BrokerError, RedisError) as exc:
+        _fail(ExitCode.REDIS, f"cannot reach Redis: {exc}")
+    if output_format == "json":
+        click.echo(json.dumps({"queues": [dataclasses.asdict(q) for q in queues], "workers": workers}, indent=2))
+        return
+    states = [s.value for s in TaskState]
+    click.echo(f"{'service':<14}{'queue':<14}" + "".join(f"{s:>11}" for s in states))
+    for q in queues:
+        flag = " (paused)" if q.paused else ""
+        click.echo(f"{q.service:<14}{q.queue:<14}" + "".join(f"{q.sizes[s]:>11}" for s in states) + flag)
+    click.echo(f"\n{len(workers)} live worker(s)")
+    for w in workers:
+        click.echo(f"  {w['service']:<12} {w['id']}  pid {w['pid']}  concurrency {w['concurrency']}  "
+                   f"active {w['active']}  handlers: {', '.join(w['handlers'])}")

@@ -1,0 +1,213 @@
+"""Enqueueing: guard, then route, then one script call per queue (``Client`` sync, ``AsyncClient`` asyncio).
+
+Both clients share the guard and :mod:`router.storage.protocol`; only the transport differs. An enqueue is idempotent by
+task id (the script recognises a byte-identical repeat), so a connection error or timeout is retried with the same
+id and envelope; if every attempt fails the caller gets ``EnqueueOutcomeUnknown`` carrying the id to repeat with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from router.clock import Clock, system_clock
+from router.errors import BrokerError, EnqueueOutcomeUnknown, TaskIdConflict
+from router.producer.guard import Guard, Route
+from router.producer.liveguard import LiveHandlers
+from router.registry.model import Registry
+from router.storage import protocol
+from router.storage.broker import AsyncBroker, SyncBroker
+from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, Role, SyncRedis, connect, connect_async
+from router.storage.keys import QueueKeys
+from router.task import TaskInfo, TaskState
+
+#: An item of ``enqueue_many``: (type, payload) or (type, payload, options).
+BulkItem = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+
+ATTEMPTS = 3
+RETRY_PAUSE_S = 0.05
+
+
+@dataclass(frozen=True)
+class _Batch:
+    routes: list[Route]
+    calls: list[protocol.Call]
+    slots: list[list[int]]  # for each call, the indexes of its routes
+
+
+def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
+    """Guard every item first (so a refused item writes nothing), then group them into one call per queue."""
+    routes: list[Route] = []
+    for item in items:
+        options: Mapping[str, Any] = item[2] if len(item) == 3 else {}
+        routes.append(guard.route_options(item[0], item[1], options))
+    groups: dict[QueueKeys, list[int]] = {}
+    for i, route in enumerate(routes):
+        groups.setdefault(route.keys, []).append(i)
+    calls = [protocol.enqueue(qk, [_item(routes[i]) for i in idx]) for qk, idx in groups.items()]
+    return _Batch(routes, calls, list(groups.values()))
+
+
+def _item(route: Route) -> tuple[str, str, int]:
+    return (route.task_id, route.envelope, route.run_at_ms)
+
+
+def _single(route: Route) -> _Batch:
+    return _Batch([route], [protocol.enqueue(route.keys, [_item(route)])], [[0]])
+
+
+def _finish(batch: _Batch, replies: Sequence[Any], retried: bool = False) -> list[TaskInfo]:
+    """TaskInfos for the batch, or TaskIdConflict. After a retry, a conflict on an id the client generated can
+    only be its own earlier attempt, which landed (and may even have run already): that is success."""
+    infos: list[TaskInfo] = []
+    conflicts: list[Route] = []
+    outcome: dict[int, int] = {}
+    for idx, reply in zip(batch.slots, replies):
+        for i, code in zip(idx, protocol.parse_enqueue(reply)):
+            outcome[i] = code
+    for i, route in enumerate(batch.routes):
+        if outcome[i] == protocol.ENQUEUE_CONFLICT and not (retried and route.generated_id):
+            conflicts.append(route)
+        else:
+            state = TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
+            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, state))
+    if conflicts:
+        first = conflicts[0]
+        raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
+    return infos
+
+
+def _heartbeats_unreadable(cause: BaseException) -> BrokerError:
+    return BrokerError(f"live guard could not read worker heartbeats ({cause}); nothing was enqueued, "
+                       "retry when Redis is reachable")
+
+
+def _unknown(batch: _Batch, cause: BaseException) -> EnqueueOutcomeUnknown:
+    return EnqueueOutcomeUnknown(batch.routes[0].task_id, cause, [r.task_id for r in batch.routes])
+
+
+class Client:
+    """Enqueues tasks by type name; the registry decides the service, queue and key prefix."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        url: str | None = None,
+        *,
+        redis: SyncRedis | None = None,
+        clock: Clock = system_clock,
+        live_guard: bool = False,
+        live_guard_ttl_s: float = 5.0,
+    ) -> None:
+        """``live_guard`` also refuses types no live worker of their owner handles (``NoLiveWorker``), reading
+        the owners' heartbeats at most once per ``live_guard_ttl_s``."""
+        self.registry = registry
+        self.guard = Guard(registry, clock=clock)
+        self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
+        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
+
+    def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
+        """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``, and a delay:
+        ``process_in`` (seconds) or ``process_at`` (aware datetime or epoch seconds).
+
+        Raises a GuardError before touching Redis, ``TaskIdConflict`` if the id exists, or
+        ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
+        """
+        # The hot path of a producer: one route, one script call, nothing else.
+        batch = _single(self.guard.route_options(task_type, payload, options))
+        return _finish(batch, *self._send(batch))[0]
+
+    def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
+        """Enqueue many tasks in one round trip; every item is guarded before anything is written."""
+        batch = _prepare(self.guard, items)
+        return _finish(batch, *self._send(batch))
+
+    def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
+        """Replies to the batch's calls, and whether it took more than one attempt."""
+        if self._live is not None:
+            now_ms = int(time.time() * 1000)
+            try:
+                for sk in self._live.stale(batch.routes):
+                    self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
+            except TRANSIENT_ERRORS as exc:
+                raise _heartbeats_unreadable(exc) from exc
+            self._live.check(batch.routes)
+        for attempt in range(ATTEMPTS):
+            try:
+                return self._broker.run_many(batch.calls), attempt > 0
+            except TRANSIENT_ERRORS as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise _unknown(batch, exc) from exc
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._broker.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client`, sharing its guard and protocol."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        url: str | None = None,
+        *,
+        redis: AsyncRedis | None = None,
+        clock: Clock = system_clock,
+        live_guard: bool = False,
+        live_guard_ttl_s: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self.guard = Guard(registry, clock=clock)
+        client = redis if redis is not None else connect_async(url or registry.redis_url, Role.PRODUCER)
+        self._broker = AsyncBroker(client)
+        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
+
+    async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
+        """Enqueue one task; see :meth:`Client.enqueue`."""
+        batch = _single(self.guard.route_options(task_type, payload, options))
+        return _finish(batch, *(await self._send(batch)))[0]
+
+    async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
+        """Enqueue many tasks in one round trip; see :meth:`Client.enqueue_many`."""
+        batch = _prepare(self.guard, items)
+        return _finish(batch, *(await self._send(batch)))
+
+    async def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
+        if self._live is not None:
+            now_ms = int(time.time() * 1000)
+            try:
+                for sk in self._live.stale(batch.routes):
+                    self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
+            except TRANSIENT_ERRORS as exc:
+                raise _heartbeats_unreadable(exc) from exc
+            self._live.check(batch.routes)
+        for attempt in range(ATTEMPTS):
+            try:
+                return await self._broker.run_many(batch.calls), attempt > 0
+            except TRANSIENT_ERRORS as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise _unknown(batch, exc) from exc
+                await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._broker.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

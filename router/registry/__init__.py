@@ -1,0 +1,8 @@
+"""The registry: services.yaml -> a frozen, validated :class:`Registry` (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+from router.registry.loader import load
+from router.registry.model import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, SourceLocation, TaskSpec
+
+__all__ = ["CronSpec", "PriorityMode", "QueueSpec", "Registry", "ServiceSpec", "SourceLocation", "TaskSpec", "load"]

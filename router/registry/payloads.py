@@ -1,0 +1,202 @@
+"""Payload JSON Schemas: checking them when the registry loads, and compiled validators for every later check.
+
+The registry keeps each task's raw schema (deep-frozen) in ``TaskSpec.payload_schema``. This module turns a
+schema into a checked, compiled jsonschema validator once per TaskSpec (:func:`payload_validator`), reports a
+payload's violations in the shape :class:`router.errors.PayloadInvalid` carries (:func:`payload_violations`), and
+converts between the frozen registry values and plain JSON (:func:`freeze`, :func:`thaw`). Format assertions
+(``format: email`` and the like) are enabled: a guard that let malformed e-mail addresses through would surprise.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, cast
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match, relevance
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+
+from router.errors import Violation
+from router.registry.model import TaskSpec
+
+_cache: dict[int, Validator] = {}
+_cache_lock = threading.Lock()
+_meta: dict[type[Validator], Validator] = {}
+
+
+class FrozenList(list[Any]):
+    """A list that refuses changes: frozen JSON arrays that jsonschema and json still see as lists.
+
+    Tuples would be the obvious choice, but jsonschema only treats ``list`` as an array (a draft-7 ``items``
+    given as a tuple crashes its resolver), so frozen schemas stay usable as schemas.
+    """
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("registry data is frozen; copy it with router.registry.payloads.thaw() to change it")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def freeze(value: Any) -> Any:
+    """Deep-freeze JSON data: mappings become MappingProxyType, lists become :class:`FrozenList`."""
+    kind = type(value)
+    # Leaves are handled inline: registries hold tens of thousands of them and a call each adds up.
+    if kind is dict:
+        return MappingProxyType({k: v if type(v) in _ATOMS else freeze(v) for k, v in value.items()})
+    if kind is list or kind is FrozenList:
+        return FrozenList([v if type(v) in _ATOMS else freeze(v) for v in value])
+    if kind in _ATOMS:
+        return value
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return FrozenList(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain JSON (dict, list) from frozen registry data, for json.dumps and jsonschema."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
+def schema_class(schema: Any) -> type[Validator] | None:
+    """The jsonschema validator class for ``schema``'s ``$schema`` dialect (2020-12 when absent), or None if unknown."""
+    if isinstance(schema, Mapping) and "$schema" in schema:
+        dialect = schema["$schema"]
+        if not isinstance(dialect, str):
+            return None
+        found: type[Validator] | None = validator_for({"$schema": dialect}, default=cast(Any, None))
+        return found
+    return Draft202012Validator
+
+
+def compile_schema(schema: Any) -> Validator:
+    """A validator for a schema already known to be valid (see :func:`schema_errors`)."""
+    plain = thaw(schema)
+    cls = schema_class(plain) or Draft202012Validator
+    return cls(plain, format_checker=cls.FORMAT_CHECKER)
+
+
+def payload_validator(spec: TaskSpec) -> Validator:
+    """The compiled validator of ``spec.payload_schema``, built once per TaskSpec and dropped with it.
+
+    Use it from the guard and the worker: ``payload_validator(registry.tasks[t]).is_valid(payload)``.
+    """
+    key = id(spec)
+    found = _cache.get(key)
+    if found is None:
+        found = compile_schema(spec.payload_schema)
+        with _cache_lock:
+            if key not in _cache:
+                _cache[key] = found
+                # Keyed by identity because TaskSpec holds mappings and is unhashable; evict when it dies.
+                weakref.finalize(spec, _cache.pop, key, None)
+            found = _cache[key]
+    return found
+
+
+def payload_violations(spec: TaskSpec, payload: Any) -> list[Violation]:
+    """Every violation of ``spec``'s payload schema by ``payload``, most relevant first; empty when valid."""
+    errors = sorted(payload_validator(spec).iter_errors(payload), key=relevance)
+    return [Violation(json_path(e.absolute_path), e.message) for e in errors]
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """A JSONPath-like rendering of a location in a payload: ``$.items[0].sku``."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def schema_errors(schema: Any) -> list[ValidationError]:
+    """Why ``schema`` is not a valid JSON Schema under its own dialect (the metaschema's verdict)."""
+    cls = schema_class(schema)
+    if cls is None:
+        return [ValidationError(f"unknown $schema dialect {schema['$schema']!r}; omit it for 2020-12",
+                                path=["$schema"])]
+    meta = _meta.get(cls)
+    if meta is None:
+        meta_cls = validator_for(cls.META_SCHEMA, default=cls)
+        meta = _meta[cls] = meta_cls(cls.META_SCHEMA, format_checker=meta_cls.FORMAT_CHECKER)
+    return sorted(meta.iter_errors(schema), key=relevance)
+
+
+def schema_error_message(error: ValidationError) -> str:
+    """A readable message for a metaschema violation (anyOf errors name the type list instead of 'any of')."""
+    path = list(error.path)
+    if path and path[-1] == "type" and error.validator in ("anyOf", "enum"):
+        return f"{error.instance!r} is not a JSON Schema type; use one of array, boolean, integer, null, " \
+               "number, object, string (or a list of them)"
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return str(best_match(error.context).message)
+    return error.message
+
+
+def internal_ref_errors(schema: Any) -> list[tuple[list[str | int], str]]:
+    """``$ref``s in ``schema`` that would fail at validation time: external ones, and pointers to nothing.
+
+    Returns (path in the schema, message) pairs. Schemas with a nested ``$id`` are not checked (their refs
+    resolve against other bases).
+    """
+    refs: list[tuple[list[str | int], str]] = []
+    nested_id = _walk_refs(schema, [], refs, root=True)
+    if nested_id:
+        return []
+    found: list[tuple[list[str | int], str]] = []
+    for where, ref in refs:
+        if not ref.startswith("#"):
+            found.append((where, f"$ref {ref!r} points outside this schema; payload schemas must be self-contained "
+                                 "(inline it, or move it under $defs and use '#/$defs/...')"))
+        elif (ref.startswith("#/") or ref == "#") and not _pointer_exists(schema, ref[1:]):
+            found.append((where, f"$ref {ref!r} points to nothing in this schema; fix the JSON pointer"))
+    return found
+
+
+def _walk_refs(node: Any, path: list[str | int], out: list[tuple[list[str | int], str]], root: bool) -> bool:
+    nested_id = False
+    if type(node) is str:  # most nodes; skip the ABC checks
+        return False
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                out.append(([*path, key], value))
+            elif key == "$id" and not root:
+                nested_id = True
+            elif key not in ("const", "enum", "default", "examples"):  # data, not subschemas
+                nested_id |= _walk_refs(value, [*path, key], out, False)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            nested_id |= _walk_refs(value, [*path, i], out, False)
+    return nested_id
+
+
+def _pointer_exists(schema: Any, pointer: str) -> bool:
+    node = schema
+    for raw in pointer.split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def canonical(schema: Any) -> str:
+    """A canonical JSON text of ``schema``, to check each distinct schema once per load."""
+    return json.dumps(thaw(schema), sort_keys=True, separators=(",", ":"), default=str)

@@ -1,0 +1,154 @@
+"""Every Redis key name router uses; this docstring is the key schema.
+
+All keys of a service start with ``<prefix>:`` where ``<prefix>`` is the service's registry prefix (colon-free,
+so one ACL pattern ``~<prefix>:*`` covers exactly one service). Keys of one (service, queue) share the hash tag
+``{<service>:<queue>}``, so a queue lives in one cluster slot and same-named queues of different services land in
+different slots. Service-wide keys use the tag ``{<service>}``.
+
+Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
+
+    Q:msg        HASH    task id -> envelope (JSON, see schemas/task-envelope.schema.json); one hash per queue
+                         keeps the memory per pending task near 200 bytes
+    Q:pending    LIST    task ids ready to run; producers LPUSH, workers RPOP (oldest first)
+    Q:active     ZSET    "<task id>:<delivery token>" -> lease deadline (ms); the token fences stale workers
+    Q:scheduled  ZSET    task id -> time to enqueue (ms)
+    Q:retry      ZSET    task id -> time to retry (ms)
+    Q:archived   ZSET    task id -> time archived (ms); the dead letter, bounded by size and age
+    Q:completed  ZSET    task id -> time its retained result expires (ms)
+    Q:done       ZSET    task id -> time completed (ms), for tasks not retained: a tombstone that keeps a late
+                         repeat of the enqueue (after an unknown outcome) from running the task twice; bounded
+                         by age and count
+    Q:lost       HASH    task id -> number of deliveries whose lease expired (crash recovery counter)
+    Q:seq        STRING  delivery token counter
+    Q:wake       LIST    0 or 1 element; idle workers block on it instead of polling
+    Q:paused     STRING  present while the queue is paused
+    Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued
+
+Per service, with ``S = <prefix>:{<service>}``::
+
+    S:workers        ZSET    worker id -> heartbeat expiry (ms); pruned on read
+    S:worker:<id>    STRING  heartbeat JSON (service, queues, handlers, concurrency, pid, host, active), with TTL
+
+Names are validated here, the one place that formats keys, by the one naming rule (:mod:`router.names`) and
+the task id rule (:mod:`router.storage.taskids`). Build key sets from the registry with :func:`queue_keys`,
+:func:`service_queue_keys` and :func:`service_keys`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.names import check_name
+from router.registry.model import ServiceSpec
+from router.storage.taskids import check_task_id
+from router.task import TaskState
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one (service, queue). Build with :meth:`for_queue` so names are validated."""
+
+    prefix: str
+    service: str
+    queue: str
+    base: str
+
+    @classmethod
+    def for_queue(cls, prefix: str, service: str, queue: str) -> QueueKeys:
+        check_name("prefix", prefix)
+        check_name("service", service)
+        check_name("queue", queue)
+        return cls(prefix, service, queue, f"{prefix}:{{{service}:{queue}}}")
+
+    @property
+    def messages(self) -> str:
+        return f"{self.base}:msg"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.base}:pending"
+
+    @property
+    def active(self) -> str:
+        return f"{self.base}:active"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.base}:scheduled"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.base}:retry"
+
+    @property
+    def archived(self) -> str:
+        return f"{self.base}:archived"
+
+    @property
+    def completed(self) -> str:
+        return f"{self.base}:completed"
+
+    @property
+    def done(self) -> str:
+        return f"{self.base}:done"
+
+    @property
+    def lost(self) -> str:
+        return f"{self.base}:lost"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.base}:seq"
+
+    @property
+    def wake(self) -> str:
+        return f"{self.base}:wake"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.base}:paused"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}:stats"
+
+    def of_state(self, state: TaskState) -> str:
+        """The key holding the ids of tasks in ``state`` (a LIST for pending, a ZSET for the others)."""
+        return f"{self.base}:{state.value}"
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """Service-wide keys (worker heartbeats)."""
+
+    prefix: str
+    service: str
+    base: str
+
+    @classmethod
+    def for_service(cls, prefix: str, service: str) -> ServiceKeys:
+        check_name("prefix", prefix)
+        check_name("service", service)
+        return cls(prefix, service, f"{prefix}:{{{service}}}")
+
+    @property
+    def workers(self) -> str:
+        return f"{self.base}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.base}:worker:{check_task_id(worker_id)}"
+
+
+def queue_keys(spec: ServiceSpec, queue: str) -> QueueKeys:
+    """The keys of ``queue`` of the service ``spec``."""
+    return QueueKeys.for_queue(spec.prefix, spec.name, queue)
+
+
+def service_queue_keys(spec: ServiceSpec) -> list[QueueKeys]:
+    """The keys of every queue of the service ``spec``, in declaration order."""
+    return [QueueKeys.for_queue(spec.prefix, spec.name, q.name) for q in spec.queues]
+
+
+def service_keys(spec: ServiceSpec) -> ServiceKeys:
+    """The service-wide keys of ``spec``."""
+    return ServiceKeys.for_service(spec.prefix, spec.name)

@@ -1,0 +1,65 @@
+"""What a leased message becomes: a delivery for a handler, or a dead letter with a reason.
+
+Every message in Redis is untrusted (another client, a bug or an attacker may have written any bytes), so a
+freshly leased delivery is decoded and checked here, and whatever cannot run goes to the queue's archive at once,
+never retried:
+
+* ``malformed``: an id or envelope that does not decode (bad JSON, wrong field types, an unknown version), kept
+  as its raw bytes (up to 1 MB) for inspection;
+* ``missing_message``: an id whose stored message is gone;
+* ``unknown_type``: a type this worker has no handler for, or that another service owns (a stray message on a
+  shared Redis: the failure router exists to remove, dead-lettered instead of retried);
+* ``lease_expired``: a task whose lease expired too many times, see :mod:`router.worker.leases`.
+"""
+
+from __future__ import annotations
+
+from router.registry.model import Registry, ServiceSpec
+from router.service import HandlerEntry, Service
+from router.storage.envelope import MalformedMessage, decode
+from router.storage.keys import QueueKeys
+from router.storage.protocol import RawDelivery
+from router.storage.taskids import check_task_id
+from router.task import Task
+from router.worker.leases import lost_lease_verdict
+from router.worker.settlement import Settlements
+from router.worker.state import Delivery
+
+
+class Dispatcher:
+    """Turns raw deliveries of one service into runnable deliveries, dead-lettering the rest."""
+
+    def __init__(self, registry: Registry, spec: ServiceSpec, app: Service, outcomes: Settlements) -> None:
+        self._registry = registry
+        self._spec = spec
+        self._app = app
+        self._outcomes = outcomes
+
+    def dispatch(self, qk: QueueKeys, d: RawDelivery) -> tuple[Delivery, HandlerEntry] | None:
+        """The delivery and its handler, or None when the message was dead-lettered instead."""
+        try:
+            check_task_id(d.task_id)
+            env = decode(d.envelope)
+        except ValueError as exc:
+            self._outcomes.archive_raw(qk, d, "malformed", str(exc))
+            return None
+        except MalformedMessage as exc:
+            self._outcomes.archive_raw(qk, d, exc.reason, exc.detail)
+            return None
+        spec = self._registry.tasks.get(env.type)
+        entry = self._app.get(env.type)
+        if spec is None or spec.service != self._spec.name or entry is None:
+            owner = spec.service if spec else "no service"
+            why = f"{env.type!r} has no handler here (owner: {owner})"
+            self._outcomes.archive(qk, d.member, env, "unknown_type", why)
+            return None
+        max_retry = env.max_retry if env.max_retry is not None else spec.max_retry
+        too_often = lost_lease_verdict(d.lost_leases, max_retry)
+        if too_often is not None:
+            self._outcomes.archive(qk, d.member, env, "lease_expired", too_often)
+            return None
+        task = Task(
+            d.task_id, env.type, env.payload, self._spec.name, qk.queue, env.failures + d.lost_leases + 1,
+            max_retry, env.timeout_s or spec.timeout_s, env.enqueued_at_ms,
+        )
+        return Delivery(qk, d.member, task, env, entry.is_async), entry

@@ -1,0 +1,97 @@
+"""What happens when a lease expires: leases, their extension, and the recovery of expired ones.
+
+A dequeue (``lua/dequeue.lua``) moves a task from pending to the queue's active set as the member
+``"<id>:<token>"`` scored by its lease deadline (now + ``lease_s``), and hands the worker that token. Then:
+
+1. **Extension.** While a handler runs, the worker pushes the deadline forward every ``lease_s / 3``
+   (:meth:`Leases.extend`, ``lua/extend.lua``). A member that is gone means the lease was lost (the worker
+   stalled past its deadline and the task was recovered): logged as ``lease_lost``, and the ack that follows will
+   be refused as stale, because the token no longer matches.
+2. **Expiry and recovery.** Every worker of the service runs the maintenance sweep (:meth:`Leases.maintain`,
+   ``lua/maintain.lua``) at least every ``maintenance_s``: leases whose deadline passed more than
+   ``recovery_grace_s`` ago (the allowance for clock skew between hosts) go back to the *front* of pending, and
+   the task's lost-lease counter (``Q:lost``) goes up. The same sweep promotes due retries and scheduled tasks.
+3. **Redelivery.** The next dequeue returns that counter with the task; the attempt number counts lost leases as
+   failures. A task whose lease expired more than ``max(max_retry, 3)`` times is archived with reason
+   ``lease_expired`` (:func:`lost_lease_verdict`): it keeps killing or stalling its workers. Lost leases get
+   that looser cap because a prefetched delivery of a killed worker never ran at all.
+4. **Fencing.** Ack, retry and archive (``lua/ack.lua``, ``retry.lua``, ``archive.lua``) only act on a member
+   still in the active set, so a worker that lost its lease cannot complete a task someone else now owns; its
+   outcome is counted as ``stale``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import structlog
+
+from router.clock import Clock, to_ms
+from router.storage import protocol
+from router.storage.broker import SyncBroker
+from router.storage.keys import QueueKeys
+from router.worker.settings import WorkerSettings
+from router.worker.state import Delivery
+
+log = structlog.get_logger(__name__)
+
+#: Lost leases tolerated before a task is archived, whatever its ``max_retry`` (see the module docstring).
+MIN_LOST_LEASES_TO_ARCHIVE = 3
+
+
+def lost_lease_verdict(lost_leases: int, max_retry: int) -> str | None:
+    """Why a task whose lease expired ``lost_leases`` times must be archived now, or None if it may run again."""
+    if lost_leases > max(max_retry, MIN_LOST_LEASES_TO_ARCHIVE):
+        return f"lease expired {lost_leases} time(s): the worker running it died or stalled"
+    return None
+
+
+class Leases:
+    """Extends the leases this worker holds and sweeps its service's queues for expired ones."""
+
+    def __init__(self, queues: Sequence[QueueKeys], settings: WorkerSettings, clock: Clock) -> None:
+        self._queues = list(queues)
+        self._settings = settings
+        self._clock = clock
+
+    def deadline_ms(self) -> int:
+        """The deadline of a lease taken or extended now."""
+        return to_ms(self._clock() + self._settings.lease_s)
+
+    def extend(self, broker: SyncBroker, running: Iterable[Delivery]) -> None:
+        """Push the deadline of every running delivery forward; log the leases found lost."""
+        by_queue: dict[QueueKeys, list[str]] = {}
+        for run in running:
+            if not run.abandoned:
+                by_queue.setdefault(run.qk, []).append(run.member)
+        if not by_queue:
+            return
+        deadline_ms = self.deadline_ms()
+        calls = [protocol.extend(qk, deadline_ms, members) for qk, members in by_queue.items()]
+        for reply in broker.run_many(calls):
+            for member in protocol.parse_members(reply):
+                log.warning("lease_lost", member=member, hint="another worker may run this task again")
+
+    def maintain(self, broker: SyncBroker, now_m: float) -> tuple[int, bool, float]:
+        """Recover expired leases and promote due tasks in every queue.
+
+        Returns (tasks made pending, whether any queue holds pending work, monotonic time of the next sweep:
+        sooner than ``maintenance_s`` when something falls due earlier).
+        """
+        s = self._settings
+        now_ms = to_ms(self._clock())
+        cutoff = now_ms - to_ms(s.recovery_grace_s)
+        replies = broker.run_many([protocol.maintain(qk, now_ms, cutoff) for qk in self._queues])
+        promoted = 0
+        pending = False
+        next_at = now_m + s.maintenance_s
+        for qk, reply in zip(self._queues, replies):
+            r = protocol.parse_maintain(reply)
+            promoted += r.recovered + r.promoted
+            pending = pending or r.pending > 0  # work no wake token announced (a queue unpaused, say)
+            if r.recovered:
+                log.warning("leases_recovered", queue=qk.queue, count=r.recovered)
+            if r.next_due_ms is not None:
+                due_in = (r.next_due_ms - now_ms) / 1000 + s.recovery_grace_s
+                next_at = min(next_at, now_m + max(0.01, due_in))
+        return promoted, pending, next_at

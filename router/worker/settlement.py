@@ -1,0 +1,132 @@
+"""Turning handler outcomes into state transitions, batched for the worker's next round trip.
+
+Completions become ack calls (one per queue per round trip); failures become retry or archive calls, each
+fenced by the delivery token. Nothing here talks to Redis: the worker sends :meth:`Settlements.calls` with its
+next fetch and hands the replies back to :meth:`Settlements.apply`. Outcomes stay queued until a round trip
+succeeds, so a Redis outage delays them but loses none (if the worker dies instead, the leases of the unsettled
+deliveries expire and those tasks run again: at least once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from router.clock import Clock
+from router.errors import SkipRetry
+from router.registry.model import Registry
+from router.storage import protocol
+from router.storage.envelope import Envelope, encode, encode_result
+from router.storage.keys import QueueKeys
+from router.worker.backoff import Backoff
+from router.worker.state import Delivery
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ArchivePolicy:
+    """Bounds of the dead letter per queue."""
+
+    max_size: int
+    max_age_s: float
+
+
+class Settlements:
+    """Outcomes waiting to be written, and the counters of what landed."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        completed_by: str,
+        clock: Clock,
+        backoff: Backoff,
+        archive: ArchivePolicy,
+        tombstones: protocol.Tombstones,
+    ) -> None:
+        self._registry = registry
+        self._completed_by = completed_by
+        self._clock = clock
+        self._backoff = backoff
+        self._archive_policy = archive
+        self._tombstones = tombstones
+        self._acks: dict[QueueKeys, list[protocol.Completion]] = {}
+        # Retry and archive calls, with the counter each one bumps when it lands.
+        self._outbox: list[tuple[protocol.Call, str]] = []
+        self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
+
+    def complete(self, run: Delivery, result: Any) -> None:
+        """Queue the ack of a successful delivery (keeping its result when the task type retains results)."""
+        spec = self._registry.tasks[run.task.type]
+        if spec.retention_s:
+            keep_until = int((self._clock() + spec.retention_s) * 1000)
+            env = encode(replace(run.envelope, result=encode_result(result), completed_by=self._completed_by))
+            item = protocol.Completion(member=run.member, retain_until_ms=keep_until, envelope=env)
+        else:
+            item = protocol.Completion(member=run.member)
+        self._acks.setdefault(run.qk, []).append(item)
+
+    def fail(self, run: Delivery, error: BaseException) -> None:
+        """Queue a retry with backoff, or the archive when retries are exhausted or the handler said SkipRetry."""
+        env, task = run.envelope, run.task
+        message = f"{type(error).__name__}: {error}"
+        failures = task.attempt
+        if isinstance(error, SkipRetry):
+            self.archive(run.qk, run.member, env, "skip_retry", message, failures=failures)
+        elif failures > task.max_retry:
+            self.archive(run.qk, run.member, env, "max_retry_exceeded", message, failures=failures)
+        else:
+            delay = self._backoff(failures, error)
+            retry_at = int((self._clock() + delay) * 1000)
+            new_env = encode(replace(env, failures=failures, last_error=message[:2000]))
+            self._outbox.append((protocol.retry(run.qk, run.member, retry_at, new_env), "retried"))
+            log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
+                     retry_in_s=round(delay, 3), error=message[:500])
+
+    def archive(
+        self, qk: QueueKeys, member: str, env: Envelope, reason: str, error: str, failures: int | None = None
+    ) -> None:
+        """Queue the move of a delivery to the dead letter with ``reason`` and the last error."""
+        failures = env.failures if failures is None else failures
+        dead = replace(env, reason=reason, last_error=error[:2000], failures=failures)
+        p = self._archive_policy
+        now_ms = int(self._clock() * 1000)
+        call = protocol.archive(qk, member, now_ms, encode(dead), p.max_size, int(p.max_age_s * 1000))
+        self._outbox.append((call, "archived"))
+        log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
+
+    def archive_raw(self, qk: QueueKeys, d: protocol.RawDelivery, reason: str, detail: str) -> None:
+        """Dead-letter a message that could not be decoded, keeping its bytes (up to 1 MB) for inspection."""
+        raw = d.envelope or b""
+        keep = {"raw": raw.decode("utf-8", "backslashreplace")[:1_000_000], "raw_bytes": len(raw)}
+        self.archive(qk, d.member, Envelope(type="<undecodable>", payload=keep, enqueued_at_ms=0), reason, detail)
+
+    def calls(self) -> list[protocol.Call]:
+        """Every queued transition: retries and archives first, then one ack call per queue."""
+        calls = [call for call, _ in self._outbox]
+        if self._acks:
+            now_ms = int(self._clock() * 1000)
+            calls += [protocol.ack(qk, now_ms, items, self._tombstones) for qk, items in self._acks.items()]
+        return calls
+
+    def apply(self, calls: Sequence[protocol.Call], replies: Sequence[Any]) -> None:
+        """Record the replies to :meth:`calls` (sent in one successful round trip) and forget those outcomes."""
+        if not calls:
+            return
+        outbox, self._outbox, self._acks = self._outbox, [], {}
+        for (_, what), reply in zip(outbox, replies):
+            if int(reply) == 1:
+                self.stats[what] += 1
+                self.stats["failed"] += 1
+            else:
+                self.stats["stale"] += 1
+                log.warning("stale_completion_refused", what=what, reason="lease no longer held")
+        for call, reply in zip(calls[len(outbox) :], replies[len(outbox) :]):
+            acked = protocol.parse_ack(call, reply)
+            self.stats["processed"] += acked.completed
+            self.stats["stale"] += len(acked.stale)
+            for member in acked.stale:
+                log.warning("stale_completion_refused", member=member, reason="lease no longer held")

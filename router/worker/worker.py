@@ -1,0 +1,361 @@
+"""The worker: leases a service's tasks in batches, runs them, and settles each outcome atomically.
+
+:class:`Worker` holds the wiring and the main loop. The loop owns all Redis traffic of the process except the
+idle wake-up threads (:mod:`~router.worker.waker`): it sends settled outcomes (:mod:`~router.worker.settlement`)
+and fetches new tasks in the same round trip, extends leases and sweeps for expired ones
+(:mod:`~router.worker.leases`), publishes heartbeats (:mod:`~router.worker.heartbeat`), fails timed-out sync
+handlers (:mod:`~router.worker.timeouts`) and applies signals (:mod:`~router.worker.signals`). Leased messages
+are decoded or dead-lettered by :mod:`~router.worker.dispatch`; handlers run in :mod:`~router.worker.execution`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, cast
+
+import structlog
+from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError
+
+from router.clock import Clock, system_clock
+from router.errors import BrokerError, HandlerMismatch, WorkerCrashed
+from router.registry.appload import compare_handlers
+from router.registry.model import Registry, ServiceSpec
+from router.service import Service
+from router.storage import protocol
+from router.storage.broker import SyncBroker
+from router.storage.connection import BLOCK_S, TRANSIENT_ERRORS, Role, SyncRedis, connect
+from router.storage.keys import QueueKeys, service_keys, service_queue_keys
+from router.worker import signals
+from router.worker.backoff import Backoff, exponential_jitter
+from router.worker.dispatch import Dispatcher
+from router.worker.execution import HandlerRunner, Job, Middleware, Outcome
+from router.worker.fetch import QueueOrder
+from router.worker.heartbeat import Heartbeat
+from router.worker.leases import Leases
+from router.worker.preflight import wait_for_redis, warn_about_server
+from router.worker.settings import WorkerSettings
+from router.worker.settlement import ArchivePolicy, Settlements
+from router.worker.state import Delivery, LoopState
+from router.worker.timeouts import fail_timed_out, next_timeout
+from router.worker.waker import Fetch, Fetched, Waker, requeue_fetched
+
+log = structlog.get_logger(__name__)
+
+_DONE, _WAKE, _SIGNAL, _FATAL = range(4)
+_REDIS_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
+
+
+class Worker:
+    """Processes one service's tasks from its own queues.
+
+    ``run()`` works until SIGTERM/SIGINT (or :meth:`stop`); ``run(burst=True)`` drains what is due and returns.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        app: Service,
+        *,
+        service: str | None = None,
+        url: str | None = None,
+        redis: SyncRedis | None = None,
+        concurrency: int | None = None,
+        settings: WorkerSettings | None = None,
+        middleware: Sequence[Middleware] = (),
+        backoff: Backoff | None = None,
+        clock: Clock = system_clock,
+        allow_handler_mismatch: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.app = app
+        self.spec: ServiceSpec = registry.service(service or app.name)
+        base = settings or WorkerSettings(concurrency=self.spec.concurrency)
+        if concurrency is not None:
+            base = replace(base, concurrency=concurrency)
+        self.settings = s = base
+        if redis is not None and url is None:
+            # The waker opens its own blocking connection and needs to know where: never guess from the registry.
+            raise TypeError("Worker(redis=...) also needs url=... (the same Redis): idle wake-ups use their own "
+                            "blocking connection")
+        self.url = url or registry.redis_url
+        self._redis = redis
+        self._middleware = tuple(middleware)
+        self._clock = clock
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.queues = service_queue_keys(self.spec)
+        self._order = QueueOrder(self.queues, [q.weight for q in self.spec.queues], self.spec.priority)
+        self._events: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._state = LoopState()
+        self._claim_lock = threading.Lock()
+        self._capacity = s.concurrency + (s.concurrency if s.prefetch is None else s.prefetch)
+        self._outcomes = Settlements(
+            registry,
+            completed_by=f"{self.spec.name}/{self.worker_id}",
+            clock=clock,
+            backoff=backoff or exponential_jitter(),
+            archive=ArchivePolicy(s.archive_max_size, s.archive_max_age_s),
+            tombstones=protocol.Tombstones(int(s.dedupe_window_s * 1000), s.dedupe_max),
+        )
+        self.stats = self._outcomes.stats
+        self._dispatcher = Dispatcher(registry, self.spec, app, self._outcomes)
+        self._leases = Leases(self.queues, s, clock)
+        self._heartbeat = Heartbeat(service_keys(self.spec), self.worker_id, [qk.queue for qk in self.queues],
+                                    app, s.concurrency, s.heartbeat_s, clock)
+        self._signals = signals.Signals(self._notify_signal, self._halt_waker, self._hand_back, s.shutdown_timeout_s)
+        problems = [p.message for p in compare_handlers(self.spec, registry, app)]
+        if problems and not allow_handler_mismatch:
+            raise HandlerMismatch(
+                f"worker for service {self.spec.name!r} refuses to start: "
+                + "; ".join(problems)
+                + ". Fix the handlers or services.yaml (run `router validate --import`)."
+            )
+        self.handler_problems = problems  # logged once per run, as handler_mismatch_overridden
+
+    # -- public ---------------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running worker to shut down gracefully (thread-safe, like SIGTERM)."""
+        self._notify_signal(signal.SIGTERM)
+
+    def run(self, burst: bool = False) -> None:
+        """Process tasks until stopped, or with ``burst`` until nothing is pending or running."""
+        self._state = LoopState()  # a worker can run again after stop() or a burst
+        client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
+        self._broker = SyncBroker(client)
+        self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
+        # The dequeue pipelined behind a blocking pop is leased from the moment it was planned: keep the block
+        # short next to the lease.
+        block_s = min(BLOCK_S, self.settings.lease_s / 4)
+        waker = self._waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
+                                    self._wake_plan, self._on_wake, self._on_fatal)
+        self._signals.install()
+        for problem in self.handler_problems:
+            log.warning("handler_mismatch_overridden", service=self.spec.name, problem=problem)
+        try:
+            if not wait_for_redis(self._broker, self.url, burst, self._pause):
+                return
+            log.info("worker_started", service=self.spec.name, worker_id=self.worker_id,
+                     queues=[q.queue for q in self.queues], concurrency=self.settings.concurrency, burst=burst)
+            warn_about_server(self._broker)
+            if not burst:
+                waker.start()
+            self._loop(burst, waker)
+        finally:
+            self._signals.restore()
+            waker.stop()
+            self._shutdown()
+            log.info("worker_stopped", service=self.spec.name, worker_id=self.worker_id, **self.stats)
+
+    # -- main loop ------------------------------------------------------------------------------------------------
+    def _loop(self, burst: bool, waker: Waker) -> None:
+        st = self._state
+        s = self.settings
+        now_m = time.monotonic()
+        next_extend = now_m + s.lease_s / 3
+        next_heartbeat = now_m
+        next_maintenance = now_m
+        backoff = 0.05
+        while True:
+            self._drain_events(block_s=0.0)
+            if st.stopping and (not st.running or st.immediate or time.monotonic() >= st.stop_deadline):
+                return
+            try:
+                fetched, empty = self._settle_and_fetch()
+                now_m = time.monotonic()
+                if now_m >= next_extend:
+                    self._leases.extend(self._broker, st.running.values())
+                    next_extend = now_m + s.lease_s / 3
+                if now_m >= next_heartbeat and not burst:
+                    self._heartbeat.beat(self._broker, st.running.values())
+                    next_heartbeat = now_m + s.heartbeat_s
+                if now_m >= next_maintenance or (burst and empty and not st.running):
+                    promoted, pending, next_maintenance = self._leases.maintain(self._broker, now_m)
+                    st.maybe_work = st.maybe_work or pending
+                    if burst and empty and not st.running and not promoted and not fetched:
+                        return
+                    if promoted:
+                        st.maybe_work = True
+                        continue
+                fail_timed_out(st.running.values(), now_m, self._outcomes)
+                if st.outage_since is not None:
+                    log.info("redis_available", outage_s=round(time.monotonic() - st.outage_since, 3))
+                    st.outage_since = None
+                backoff = 0.05
+            except TRANSIENT_ERRORS as exc:
+                if isinstance(exc, AuthenticationError):
+                    # A wrong password or user does not heal by waiting: fail fast and loudly (exit code 4).
+                    raise BrokerError(f"Redis refused the credentials: {exc}; fix the URL's user/password") from exc
+                if st.outage_since is None:
+                    st.outage_since = time.monotonic()
+                    log.warning("redis_unavailable", error=str(exc))
+                self._drain_events(block_s=backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if fetched and len(st.running) < self._capacity:
+                continue  # the queue may hold more: fetch again before sleeping
+            if empty and st.fetching and not st.stopping:
+                waker.arm()
+            wake_at = min(next_extend, next_maintenance, next_timeout(st.running.values()))
+            if not burst:
+                wake_at = min(wake_at, next_heartbeat)
+            if st.stopping:
+                wake_at = min(wake_at, st.stop_deadline)
+            self._drain_events(block_s=max(0.0, wake_at - time.monotonic()))
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for events (signals); True when the worker is now stopping."""
+        self._drain_events(block_s=seconds)
+        return self._state.stopping
+
+    def _drain_events(self, block_s: float) -> None:
+        events = self._events
+        try:
+            ev = events.get(timeout=block_s) if block_s > 0 else events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            kind, value = ev
+            if kind == _DONE:
+                for run, outcome in value:
+                    self._settle(run, outcome)
+            elif kind == _WAKE:
+                self._take_woken(value)
+            elif kind == _SIGNAL:
+                self._signals.apply(value, self._state)
+            elif kind == _FATAL:
+                raise WorkerCrashed("a worker thread", value) from value
+            try:
+                ev = events.get_nowait()
+            except queue.Empty:
+                return
+
+    # -- fetch and settle -----------------------------------------------------------------------------------------
+    def _settle_and_fetch(self) -> tuple[int, bool]:
+        """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty)."""
+        st = self._state
+        ack_calls = self._outcomes.calls()
+        free = self._capacity - len(st.running)
+        # Fetch in batches: wait until half the prefetch room is free, unless the handlers are running dry.
+        room = max(1, (self._capacity - self.settings.concurrency) // 2)
+        if st.running and free < room and len(st.running) > self.settings.concurrency:
+            free = 0
+        if not st.maybe_work or not st.fetching or st.stopping or free <= 0:
+            if ack_calls:
+                self._outcomes.apply(ack_calls, self._broker.run_many(ack_calls))
+            return 0, not st.maybe_work
+        fetched = 0
+        deadline_ms = self._leases.deadline_ms()
+        for qk in self._order():
+            calls = [*ack_calls, protocol.dequeue(qk, deadline_ms, free)]
+            replies = self._broker.run_many(calls)
+            self._outcomes.apply(ack_calls, replies)
+            ack_calls = []
+            deliveries = protocol.parse_dequeue(replies[-1])
+            self._start(qk, deliveries)
+            fetched += len(deliveries)
+            free -= len(deliveries)
+            if free <= 0:
+                return fetched, False
+        st.maybe_work = False  # every queue came back short: nothing more until a wake-up
+        return fetched, fetched == 0
+
+    def _wake_plan(self, group: Sequence[QueueKeys]) -> list[Fetch]:
+        """Waker thread: the dequeues to pipeline behind its next blocking pop (reads only sizes)."""
+        free = max(1, self._capacity - len(self._state.running))
+        deadline_ms = self._leases.deadline_ms()
+        return [Fetch(qk, free, protocol.dequeue(qk, deadline_ms, free)) for qk in self._order() if qk in group]
+
+    def _take_woken(self, fetched: Fetched) -> None:
+        """Run what a wake-up leased; look for more only if some queue filled the whole request."""
+        st = self._state
+        if st.stopping or not st.fetching:  # leased while the signal was on its way: straight back to pending
+            requeue_fetched(self._broker, fetched)
+            return
+        for fetch, reply in fetched:
+            deliveries = protocol.parse_dequeue(reply)
+            if len(deliveries) >= fetch.limit:
+                st.maybe_work = True
+            self._start(fetch.qk, deliveries)
+
+    def _start(self, qk: QueueKeys, deliveries: list[protocol.RawDelivery]) -> None:
+        """Hand freshly leased deliveries of one queue to the runner (dead-lettering what cannot run)."""
+        jobs: list[Job] = []
+        for raw in deliveries:
+            found = self._dispatcher.dispatch(qk, raw)
+            if found is not None:
+                run, entry = found
+                self._state.running[run.member] = run
+                jobs.append((run, entry, run.task))
+        if jobs:
+            self._runner.submit(jobs)
+
+    def _claim(self, key: object) -> bool:
+        """Handler thread: start ``key`` unless it was handed back (the lock orders this with _hand_back)."""
+        run = cast(Delivery, key)
+        with self._claim_lock:
+            if run.abandoned:
+                return False
+            run.started = time.monotonic()
+            return True
+
+    def _on_done(self, finished: list[tuple[object, Outcome]]) -> None:
+        with self._claim_lock:  # ordered with _hand_back: a finished delivery is settled, never requeued
+            for run, _ in finished:
+                cast(Delivery, run).finished = True
+        self._events.put((_DONE, finished))
+
+    def _settle(self, run: Delivery, outcome: Outcome) -> None:
+        self._state.running.pop(run.member, None)
+        if run.abandoned:
+            return
+        if outcome.error is None:
+            self._outcomes.complete(run, outcome.result)
+        else:
+            self._outcomes.fail(run, outcome.error)
+
+    # -- wiring for the components ----------------------------------------------------------------------------------
+    def _notify_signal(self, signum: int) -> None:
+        self._events.put((_SIGNAL, signum))
+
+    def _halt_waker(self) -> None:
+        self._waker.halt()
+
+    def _hand_back(self, started: bool) -> None:
+        self.stats["requeued"] += signals.hand_back(self._broker, self._state, self._claim_lock, started)
+
+    def _on_wake(self, fetched: Fetched) -> None:
+        self._events.put((_WAKE, fetched))
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        self._events.put((_FATAL, exc))
+
+    def _blocking_broker(self) -> SyncBroker:
+        return SyncBroker(connect(self.url, Role.BLOCKING))
+
+    def _shutdown(self) -> None:
+        """Put unfinished tasks back to pending at once, settle the finished ones, withdraw the heartbeat."""
+        self._state.stopping = True  # also after an error: a late wake-up's tasks go back, not to the runner
+        self._runner.shutdown()
+        try:
+            self._hand_back(True)  # skips deliveries whose handler already finished...
+            try:
+                self._drain_events(block_s=0.0)  # ...which are settled here instead
+            except WorkerCrashed:
+                pass
+            calls = self._outcomes.calls()
+            if calls:
+                self._outcomes.apply(calls, self._broker.run_many(calls))
+            self._heartbeat.withdraw(self._broker)
+        except _REDIS_ERRORS as exc:
+            log.error("shutdown_incomplete", error=str(exc),
+                      hint="unfinished tasks return to pending when their lease expires")
+        finally:
+            self._broker.close()
