@@ -30,11 +30,26 @@ def test_example_fleet_loads_with_owners_queues_and_cron() -> None:
     assert registry.tasks["email.welcome"].payload_schema["required"] == ["user_id", "to"]  # from its $ref file
     assert registry.tasks["email.welcome"].max_retry == 5
     assert registry.tasks["billing.invoice.render"].max_retry == 25  # from defaults
-    (cron,) = registry.cron
-    assert (cron.task, cron.spec, cron.timezone, dict(cron.payload)) == (
-        "reports.digest", "0 2 * * *", "Europe/Paris", {"period": "daily"})
+    assert registry.cron == ()  # refused until the scheduler exists (see the next test)
     assert registry.redis_url == "redis://localhost:6379/0"
     assert registry.max_payload_bytes == 524288
+
+
+def test_cron_and_unique_s_are_refused_until_they_are_built(tmp_path: Path) -> None:
+    """A setting is honoured or refused: cron entries and unique_s would be ignored, so the loader refuses them."""
+    root = write(tmp_path, "services.yaml", """
+        version: 1
+        services:
+          a:
+            tasks:
+              a.x: {unique_s: 60}
+        cron:
+          - {name: tick, task: a.x, spec: '*/5 * * * *'}
+        """)
+    found = [p for p in problems(root) if p.code == "not-supported"]
+    assert [p.line for p in found] == [5, 6]
+    assert "unique_s is not supported yet" in found[0].message
+    assert "cron entries are not supported yet" in found[1].message
 
 
 def test_registry_is_frozen_all_the_way_down() -> None:
@@ -212,14 +227,13 @@ def test_queues_as_a_list_and_defaults(tmp_path: Path) -> None:
 
 
 def test_nested_includes_resolve_relative_to_each_file(tmp_path: Path) -> None:
-    """An included file may include further files, relative to itself; its services and cron are merged."""
+    """An included file may include further files, relative to itself; their services are merged."""
     root = write(tmp_path, "services.yaml", "version: 1\ninclude: [teams/a.yaml]\n")
     write(tmp_path, "teams/a.yaml", "include: [sub/b.yaml]\nservices:\n  a: {tasks: {a.x: {}}}\n")
-    write(tmp_path, "teams/sub/b.yaml", "services:\n  b: {tasks: {b.y: {}}}\n"
-          "cron:\n  - {name: tick, task: a.x, spec: '*/5 * * * *'}\n")
+    write(tmp_path, "teams/sub/b.yaml", "services:\n  b: {tasks: {b.y: {}}}\n")
     registry = router.load(root, env={})
     assert set(registry.tasks) == {"a.x", "b.y"}
-    assert registry.cron[0].location is not None and registry.cron[0].location.file.endswith("sub/b.yaml")
+    assert registry.tasks["b.y"].location is not None and registry.tasks["b.y"].location.file.endswith("sub/b.yaml")
 
 
 def test_deep_problem_positions_are_exact(tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ class SourceLocation:
     line: int
     column: int
 
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
 
 @dataclass(frozen=True)
 class QueueSpec:

@@ -70,8 +70,7 @@ class ValidationReport:
         lines = [f"{p} [{p.code}]" for p in self.problems]
         if self.valid and self.registry is not None:
             r = self.registry
-            lines.append(f"{self.path}: valid ({len(r.services)} services, {len(r.tasks)} task types, "
-                         f"{len(r.cron)} cron entries)")
+            lines.append(f"{self.path}: valid ({len(r.services)} services, {len(r.tasks)} task types)")
         else:
             lines.append(f"{self.path}: invalid, {len(self.problems)} problem(s)")
         return "\n".join(lines)

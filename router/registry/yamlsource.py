@@ -23,6 +23,7 @@ from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
 from router.errors import Problem
+from router.registry.model import SourceLocation
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -78,6 +79,11 @@ class YamlDocument:
         composer = _Composer(self.text or "", self.file, record_depth=MAX_DEPTH + 1)
         composer.compose()
         self.values, self.keys, self.text = composer.doc.values, composer.doc.keys, None
+
+    def location(self, path: Path, *, key: bool = False) -> SourceLocation:
+        """Where the node at ``path`` (its key when ``key``) was declared, for specs and later messages."""
+        line, column = self.locate(path, key=key)
+        return SourceLocation(self.file, line, column)
 
     def problem(self, path: Path, message: str, code: str, *, key: bool = False) -> Problem:
         """A Problem located at ``path`` of this document."""

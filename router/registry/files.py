@@ -1,0 +1,57 @@
+"""Reading a registry's files: the root services.yaml and its includes, each parsed as positioned safe YAML and
+checked against the services schema, with include cycles and duplicates reported at the ``include:`` entry."""
+
+from __future__ import annotations
+
+import os
+
+from router.errors import Problem
+from router.registry.docschema import schema_problems
+from router.registry.yamlsource import Path, YamlDocument, read_yaml
+
+
+class RegistryFiles:
+    """The documents of one registry, in reading order (the root first), and the problems found reading them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.docs: list[YamlDocument] = []
+        self.included_from: dict[str, str] = {}
+
+    def read(self, file: str, stack: tuple[tuple[str, str], ...] = (),
+             origin: tuple[YamlDocument, Path] | None = None) -> None:
+        """Read ``file`` (included from ``origin``, under the include ``stack``) and everything it includes."""
+        real = os.path.realpath(file)
+        if origin is not None and not self.check_include(file, real, stack, origin):
+            return
+        doc, problems = read_yaml(file)
+        if origin is not None and doc is None and problems and problems[0].code in ("file-missing", "file-unreadable"):
+            what = "not found" if problems[0].code == "file-missing" else "unreadable"
+            problems = [origin[0].problem(origin[1], f"included file {file!r} is {what}; paths are relative to "
+                                          f"{origin[0].file!r}, fix the path or remove the entry", "include-missing")]
+        self.problems += problems
+        if doc is None:
+            return
+        self.included_from[real] = f"{origin[0].file}:{origin[0].locate(origin[1])[0]}" if origin else file
+        self.docs.append(doc)
+        self.problems += schema_problems(doc, included=origin is not None)
+        includes = doc.data.get("include") if isinstance(doc.data, dict) else None
+        for i, entry in enumerate(includes if isinstance(includes, list) else []):
+            if isinstance(entry, str) and entry:
+                child = os.path.normpath(os.path.join(os.path.dirname(file), entry))
+                self.read(child, (*stack, (real, file)), (doc, ("include", i)))
+
+    def check_include(self, file: str, real: str, stack: tuple[tuple[str, str], ...],
+                      origin: tuple[YamlDocument, Path]) -> bool:
+        doc, path = origin
+        reals = [r for r, _ in stack]
+        if real in reals:
+            cycle = " -> ".join([name for _, name in stack[reals.index(real):]] + [file])
+            self.problems.append(doc.problem(path, f"include cycle: {cycle}; remove one of these includes",
+                                             "include-cycle"))
+            return False
+        if real in self.included_from:
+            message = f"{file!r} is already included (from {self.included_from[real]}); include each file once"
+            self.problems.append(doc.problem(path, message, "include-duplicate"))
+            return False
+        return True
