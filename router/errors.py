@@ -4,6 +4,7 @@ The tree, and what each branch means for the caller::
 
     RouterError
     ├── ConfigError              services.yaml is invalid: carries every Problem with file, line, column
+    ├── UnknownService           a service name the registry does not declare (also a KeyError)
     ├── GuardError               an enqueue was refused before a byte reached Redis
     │   ├── UnknownTaskType      the type is not in the registry (suggestions attached)
     │   ├── PayloadInvalid       the payload fails its JSON Schema (every violation, with its JSON path)
@@ -58,6 +59,19 @@ class ConfigError(RouterError):
         more = len(self.problems) - 20
         suffix = f"\n... and {more} more problem(s)" if more > 0 else ""
         super().__init__(f"{len(self.problems)} problem(s) in the registry:\n{head}{suffix}")
+
+
+class UnknownService(RouterError, KeyError):
+    """A service name that the registry does not declare."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        self.message = f"no service {name!r} in the registry (known: {', '.join(self.known) or 'none'})"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
 
 
 class GuardError(RouterError):

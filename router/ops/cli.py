@@ -13,9 +13,9 @@ from typing import Any, NoReturn, TypeVar
 import click
 from redis.exceptions import RedisError
 
-from router.errors import BrokerError, ConfigError, HandlerError, LocalRedisError, WorkerCrashed
+from router.errors import RouterError
 from router.ops.demo import run_demo
-from router.ops.exitcodes import ExitCode
+from router.ops.exitcodes import ExitCode, exit_code_for
 from router.ops.inspector import Inspector
 from router.ops.logs import LogFormat
 from router.ops.logs import configure as configure_logs
@@ -48,6 +48,14 @@ def main() -> None:
 def _fail(code: ExitCode, message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(int(code))
+
+
+def _fail_for(error: RouterError) -> NoReturn:
+    """Exit with the code of ``error`` (see router.ops.exitcodes); an unmapped one is a bug, so it propagates."""
+    code = exit_code_for(error)
+    if code is None:
+        raise error
+    _fail(code, str(error))
 
 
 _registry_option = click.option(
@@ -150,17 +158,9 @@ def worker(
             prefetch=prefetch, archive_max_size=archive_max_size, archive_max_age_s=archive_max_age_s,
         )
         code = run_worker(WorkerCommand(registry_path, service, url, processes, burst, allow_handler_mismatch,
-                                        settings, app_dir))
-    except ConfigError as exc:
-        _fail(ExitCode.INVALID, str(exc))
-    except KeyError as exc:
-        _fail(ExitCode.USAGE, str(exc.args[0]))
-    except HandlerError as exc:
-        _fail(ExitCode.HANDLERS, str(exc))
-    except BrokerError as exc:
-        _fail(ExitCode.REDIS, str(exc))
-    except WorkerCrashed as exc:
-        _fail(ExitCode.CRASH, str(exc))
+                                        settings, app_dir), exit_code_for)
+    except RouterError as exc:
+        _fail_for(exc)
     raise SystemExit(code)
 
 
@@ -181,10 +181,8 @@ def demo(registry_path: str, per_type: int, timeout_s: float) -> None:
     configure_logs("console", "WARNING")
     try:
         result = run_demo(registry_path, per_type=per_type, say=click.echo, timeout_s=timeout_s)
-    except ConfigError as exc:
-        _fail(ExitCode.INVALID, str(exc))
-    except LocalRedisError as exc:
-        _fail(ExitCode.REDIS, str(exc))
+    except RouterError as exc:
+        _fail_for(exc)
     ok = result.misrouted == 0 and result.unfinished == 0
     raise SystemExit(int(ExitCode.OK if ok else ExitCode.INVALID))
 
@@ -209,12 +207,10 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
             queues, workers = inspector.queues(service), inspector.workers(service)
         finally:
             inspector.close()
-    except ConfigError as exc:
-        _fail(ExitCode.INVALID, str(exc))
-    except KeyError as exc:
-        _fail(ExitCode.USAGE, str(exc.args[0]))
-    except (BrokerError, RedisError) as exc:
+    except RedisError as exc:
         _fail(ExitCode.REDIS, f"cannot reach Redis: {exc}")
+    except RouterError as exc:
+        _fail_for(exc)
     if output_format == "json":
         click.echo(json.dumps({"queues": [dataclasses.asdict(q) for q in queues], "workers": workers}, indent=2))
         return

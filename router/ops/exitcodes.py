@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from router.errors import (
+    BrokerError,
+    ConfigError,
+    HandlerError,
+    LocalRedisError,
+    RouterError,
+    UnknownService,
+    WorkerCrashed,
+)
+
 
 class ExitCode(IntEnum):
     """Process exit codes of the ``router`` commands."""
@@ -30,3 +40,20 @@ MEANINGS: dict[ExitCode, str] = {
                     "worker waits out outages instead.",
     ExitCode.CRASH: "An internal loop of a worker died; the process exits rather than staying up half-alive.",
 }
+
+
+def exit_code_for(error: BaseException) -> ExitCode | None:
+    """The exit code for an error a command let through, or None when it is not one a user can cause."""
+    if not isinstance(error, RouterError):
+        return None
+    if isinstance(error, ConfigError):
+        return ExitCode.INVALID
+    if isinstance(error, UnknownService):
+        return ExitCode.USAGE
+    if isinstance(error, HandlerError):
+        return ExitCode.HANDLERS
+    if isinstance(error, (BrokerError, LocalRedisError)):
+        return ExitCode.REDIS
+    if isinstance(error, WorkerCrashed):
+        return ExitCode.CRASH
+    return None

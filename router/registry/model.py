@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from router.errors import UnknownService
+
 
 class PriorityMode(str, Enum):
     """How a worker picks among its service's queues."""
@@ -100,9 +102,8 @@ class Registry:
     path: str = "<memory>"
 
     def service(self, name: str) -> ServiceSpec:
-        """The service called ``name``; raises KeyError with the known names when absent."""
+        """The service called ``name``; raises :class:`~router.errors.UnknownService` (a KeyError) when absent."""
         try:
             return self.services[name]
         except KeyError:
-            known = ", ".join(sorted(self.services)) or "none"
-            raise KeyError(f"no service {name!r} in the registry (known: {known})") from None
+            raise UnknownService(name, sorted(self.services)) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from router.registry.appload import load_app
 from router.registry.loader import load
 from router.worker.settings import WorkerSettings
-from router.worker.supervisor import run_group
+from router.worker.supervisor import ExitCodeFor, run_group
 from router.worker.worker import Worker
 
 
@@ -37,11 +37,11 @@ def service_code_dir(registry_path: str, app_dir: str | None) -> str:
     return app_dir if app_dir is not None else os.path.dirname(os.path.abspath(registry_path))
 
 
-def run_worker(cmd: WorkerCommand) -> int:
-    """Run the worker group to completion; returns the process exit code.
+def run_worker(cmd: WorkerCommand, exit_code: ExitCodeFor = lambda exc: None) -> int:
+    """Run the worker group to completion; returns the process exit code (``exit_code`` maps a child's error).
 
-    Raises ConfigError for a bad registry, KeyError for an unknown service, HandlerError when the handler set
-    cannot be imported or disagrees with the registry (unless overridden), BrokerError when Redis refuses us.
+    Raises ConfigError for a bad registry, UnknownService, HandlerError when the handler set cannot be imported or
+    disagrees with the registry (unless overridden), BrokerError when Redis refuses us, WorkerCrashed.
     """
     registry = load(cmd.registry_path)
     spec = registry.service(cmd.service)
@@ -62,4 +62,4 @@ def run_worker(cmd: WorkerCommand) -> int:
         worker.run(burst=cmd.burst)
         return 0
 
-    return run_group(cmd.processes, one_process)
+    return run_group(cmd.processes, one_process, exit_code)

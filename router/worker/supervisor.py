@@ -1,8 +1,9 @@
 """Multi-process workers: one parent forwards signals to N worker processes and restarts crashed ones.
 
-A child that exits non-zero while the group is not shutting down is restarted, with a pause that grows when
-children keep dying; the group gives up (exit code 1) after ``MAX_RESTARTS`` crashes within a minute, rather than
-looping forever on a worker that cannot start.
+A child that exits non-zero while the group is not shutting down is restarted at once; the group gives up (exit
+code 1) after ``MAX_RESTARTS`` crashes within a minute, rather than looping forever on a worker that cannot start.
+A child that fails with an error logs it (``worker_process_failed``) and exits with the code ``exit_code`` gives it,
+never with a traceback.
 """
 
 from __future__ import annotations
@@ -24,17 +25,34 @@ MAX_RESTARTS = 5
 _FORWARDED = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGTSTP] if hasattr(signal, "SIGTSTP") else [])
 
 
-def _child(target: Callable[[], int]) -> None:
+#: The exit code of a child that failed with an error (None: not an error a user can cause).
+ExitCodeFor = Callable[[BaseException], int | None]
+_UNEXPECTED = 1
+
+
+def _child(target: Callable[[], int], exit_code: ExitCodeFor) -> None:
     # Own process group: a Ctrl-C at the terminal reaches only the parent, which forwards it once (a child that
     # got it twice would take the second SIGINT as "exit now"). Default handlers until the worker installs its own.
     os.setpgid(0, 0)
     for sig in _FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
-    raise SystemExit(target())
+    try:
+        code = target()
+    except Exception as exc:
+        mapped = exit_code(exc)
+        log.error("worker_process_failed", pid=os.getpid(), error=f"{type(exc).__name__}: {exc}",
+                  exitcode=mapped if mapped is not None else _UNEXPECTED,
+                  **({} if mapped is not None else {"exc_info": True}))
+        code = mapped if mapped is not None else _UNEXPECTED
+    raise SystemExit(code)
 
 
-def run_group(processes: int, target: Callable[[], int]) -> int:
-    """Run ``target`` in ``processes`` child processes (or in this one when 1); returns the group's exit code."""
+def run_group(processes: int, target: Callable[[], int], exit_code: ExitCodeFor = lambda exc: None) -> int:
+    """Run ``target`` in ``processes`` child processes (or in this one when 1); returns the group's exit code.
+
+    With one process, ``target``'s errors propagate to the caller; in a child, ``exit_code`` maps them to its exit
+    code.
+    """
     if processes <= 1:
         return target()
     ctx = multiprocessing.get_context("fork")
@@ -52,7 +70,7 @@ def run_group(processes: int, target: Callable[[], int]) -> int:
                     os.kill(child.pid, signum)
 
     def spawn() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_child, args=(target,), name="router-worker")
+        proc = ctx.Process(target=_child, args=(target, exit_code), name="router-worker")
         proc.start()
         if stopping and proc.pid is not None:  # a signal arrived while it was starting: pass it on
             os.kill(proc.pid, signal.SIGTERM)
