@@ -23,13 +23,15 @@ ENV = encode_new("svc.task", '{"a":1}', NOW)
 #: One example call per protocol builder; the test below fails when a builder is added without an entry here.
 BUILDERS: dict[str, Callable[[QueueKeys], protocol.Call]] = {
     "enqueue": lambda q: protocol.enqueue(q, [("t1", ENV), ("t2", ENV)]),
-    "dequeue": lambda q: protocol.dequeue(q, NOW + 30_000, 10),
+    "dequeue": lambda q: protocol.dequeue(q, 30_000, 10),
     "ack": lambda q: protocol.ack(q, NOW, [protocol.Completion("t1:1"), protocol.Completion("t2:2", NOW + 5, ENV)]),
     "retry": lambda q: protocol.retry(q, "t1:1", NOW + 1000, ENV),
     "archive": lambda q: protocol.archive(q, "t1:1", NOW, ENV, 100, 86_400_000),
     "requeue": lambda q: protocol.requeue(q, ["t1:1", "t2:2"]),
-    "extend": lambda q: protocol.extend(q, NOW + 30_000, ["t1:1", "t2:2"]),
-    "maintain": lambda q: protocol.maintain(q, NOW, NOW - 1000),
+    "extend": lambda q: protocol.extend(q, 30_000, ["t1:1", "t2:2"]),
+    "maintain": lambda q: protocol.maintain(q, NOW, 1000),
+    "sweep": lambda q: protocol.sweep(q, 100, 10_000, new_pass=True),
+    "quarantine": lambda q: protocol.quarantine(q, NOW, [(b"orphan\0t9", "t9", ENV)]),
 }
 
 SAMPLE_QUEUES = [
@@ -111,7 +113,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     replies: dict[str, Any] = {}
     try:
         for q in SAMPLE_QUEUES[:8]:  # two services x four queues, on whichever masters they hash to
-            for name in ("enqueue", "dequeue", "extend", "ack", "retry", "archive", "requeue", "maintain"):
+            for name in ("enqueue", "dequeue", "extend", "ack", "retry", "archive", "requeue", "maintain", "sweep",
+                         "quarantine"):
                 replies[name] = broker.run(BUILDERS[name](q))
             # One round trip across slots too (the worker pipelines ack + dequeue of different queues).
             many = broker.run_many([BUILDERS["maintain"](q) for q in SAMPLE_QUEUES])
@@ -119,12 +122,14 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     finally:
         broker.close()
     assert protocol.parse_enqueue(replies["enqueue"]) == [1, 1]
-    delivered = protocol.parse_dequeue(replies["dequeue"])
+    delivered = protocol.parse_dequeue(replies["dequeue"]).deliveries
     assert sorted(d.task_id for d in delivered) == ["t1", "t2"] and [d.token for d in delivered] == [1, 2]
     assert protocol.parse_members(replies["extend"]) == []  # both leases t1:1 and t2:2 were held
     assert protocol.parse_members(replies["ack"]) == []  # both acked
     assert replies["retry"] == 0 and replies["archive"] == 0 and replies["requeue"] == 0  # leases already gone
     assert protocol.parse_maintain(replies["maintain"]).recovered == 0
+    assert protocol.parse_sweep(replies["sweep"]).quarantined == 0  # every structure of the queue is consistent
+    assert replies["quarantine"] == 0  # nothing was waiting in the quarantine
 
 
 def key_slot(key: str) -> int:

@@ -51,7 +51,7 @@ def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
     return _Batch(routes, calls, list(groups.values()))
 
 
-def _item(route: Route) -> tuple[str, str, int]:
+def _item(route: Route) -> tuple[str, bytes, int]:
     return (route.task_id, route.envelope, route.run_at_ms)
 
 

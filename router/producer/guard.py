@@ -21,12 +21,11 @@ from router.errors import InvalidOption, PayloadInvalid, PayloadTooLarge, Unknow
 from router.registry.fastcheck import Check, compile_fast
 from router.registry.model import Registry, TaskSpec
 from router.registry.payloads import payload_validator, payload_violations, thaw
-from router.storage.envelope import encode_new, encode_payload
+from router.storage.envelope import MAX_RETRY_LIMIT, MAX_TIMEOUT_S, encode_new, encode_payload
 from router.storage.keys import QueueKeys, queue_keys
 from router.storage.taskids import check_task_id, new_task_id
 
 ENQUEUE_OPTIONS = frozenset({"queue", "max_retry", "timeout_s", "task_id", "process_in", "process_at"})
-MAX_RETRY_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Route:
     service: str
     queue: str
     keys: QueueKeys
-    envelope: str
+    envelope: bytes  # UTF-8, as stored
     run_at_ms: int = 0  # 0: run now; otherwise the task waits in the scheduled set until then
     generated_id: bool = True  # False when the caller chose the id
 
@@ -105,12 +104,16 @@ class Guard:
             raise PayloadInvalid(task_type, [Violation("$", "nested too deeply to encode")]) from None
         limit = self.registry.max_payload_bytes
         if len(payload_json) * 4 > limit:  # cheap bound first: UTF-8 is at most 4 bytes a character
-            size = len(payload_json.encode("utf-8"))
+            size = len(payload_json.encode("utf-8", "surrogatepass"))
             if size > limit:
                 raise PayloadTooLarge(task_type, size, limit)
         now_s = self._clock()
         run_at_ms = 0 if process_in is None and process_at is None else _run_at_ms(now_s, process_in, process_at)
-        envelope = encode_new(task_type, payload_json, int(now_s * 1000), extra)
+        try:
+            envelope = encode_new(task_type, payload_json, int(now_s * 1000), extra).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate in a string: valid Python, not valid Unicode text
+            raise PayloadInvalid(task_type, [Violation("$", "a string holds a lone UTF-16 surrogate, which is not "
+                                                            "valid Unicode; fix how the text was decoded")]) from None
         return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms, generated)
 
     def route_options(self, task_type: str, payload: Mapping[str, Any], options: Mapping[str, Any]) -> Route:
@@ -158,8 +161,9 @@ class Guard:
             extra["r"] = max_retry
         if timeout_s is not None:
             ok = isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool)
-            if not ok or not math.isfinite(timeout_s) or timeout_s <= 0:
-                raise InvalidOption("timeout_s", f"must be a positive number of seconds, got {timeout_s!r}")
+            if not ok or not math.isfinite(timeout_s) or not 0 < timeout_s < MAX_TIMEOUT_S:
+                raise InvalidOption("timeout_s", f"must be a positive number of seconds below {MAX_TIMEOUT_S:g}, "
+                                                 f"got {timeout_s!r}")
             extra["to"] = timeout_s
         return extra
 

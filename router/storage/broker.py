@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from router.errors import BrokerError
 from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, SyncRedis
 from router.storage.keys import QueueKeys, ServiceKeys
-from router.storage.protocol import Call
+from router.storage.protocol import Call, wire
 from router.task import TaskState
 
 
@@ -39,7 +39,7 @@ def _check(reply: Any, call: Call | str) -> Any:
         raise reply
     if isinstance(reply, ResponseError):
         what = f"script {call.script.name!r}" if isinstance(call, Call) else call
-        raise BrokerError(f"Redis refused {what}: {reply}") from reply
+        raise _refused(reply, what) from reply
     return reply
 
 
@@ -55,6 +55,34 @@ def _pack(conn: Any, commands: Sequence[tuple[Any, ...]]) -> Any:
         return [b"".join([hiredis.pack_command(c) for c in commands])]
     except TypeError:
         return conn.pack_commands(commands)
+
+
+def _time_left(deadline: float | None) -> dict[str, float]:
+    """``read_response``'s timeout for a read that must end by ``deadline`` (none without one)."""
+    if deadline is None:
+        return {}
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise redis.exceptions.TimeoutError("the shutdown deadline passed before Redis answered")
+    return {"timeout": left}
+
+
+def _refused(exc: ResponseError, what: str) -> BrokerError:
+    """A BrokerError for a command Redis refused (an ACL denial, out of memory, a script error), naming the fix."""
+    hint = ("; grant the service's ACL user that command and key pattern (docs/operations.md lists them)"
+            if isinstance(exc, redis.exceptions.NoPermissionError) else "")
+    return BrokerError(f"Redis refused {what}: {exc}{hint}")
+
+
+@contextlib.contextmanager
+def _refusals(what: str) -> Iterator[None]:
+    """Turn a refusal by Redis into a BrokerError naming ``what``; transient errors pass through unchanged."""
+    try:
+        yield
+    except TRANSIENT_ERRORS:
+        raise
+    except ResponseError as exc:
+        raise _refused(exc, what) from exc
 
 
 def _quiet(conn: Any) -> bool:
@@ -98,8 +126,11 @@ class _Line:
             conn = self._conn = self._pool.get_connection()
         return conn
 
-    def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
-        """Replies in order (an error reply as its exception object), or None if another thread holds the line."""
+    def execute(self, commands: Sequence[tuple[Any, ...]], deadline: float | None = None) -> list[Any] | None:
+        """Replies in order (an error reply as its exception object), or None if another thread holds the line.
+
+        With a ``deadline`` (monotonic), no read waits past it: a frozen server costs at most the time left.
+        """
         self._in_this_process()
         if not self._lock.acquire(blocking=False):
             return None
@@ -110,7 +141,7 @@ class _Line:
                 replies: list[Any] = []
                 for _ in commands:
                     try:
-                        replies.append(conn.read_response())
+                        replies.append(conn.read_response(**_time_left(deadline)))
                     except ResponseError as exc:  # the error reply was read whole: the connection is in step
                         replies.append(exc)
                 return replies
@@ -141,52 +172,67 @@ class _Line:
 
 
 class SyncBroker:
-    """Executes calls on a sync redis-py client (single server or cluster)."""
+    """Executes calls on a sync redis-py client (single server or cluster).
+
+    Whatever Redis refuses (an ACL denial, out of memory, a script error) surfaces as a
+    :class:`~router.errors.BrokerError` naming what was refused; transient errors (connection lost, timeout,
+    failover in progress) propagate as redis-py raises them, for the caller to wait out or retry.
+    """
 
     def __init__(self, client: SyncRedis) -> None:
         self.client = client
         # Cluster clients route each command to its slot's node, so they keep redis-py's own path.
         self._line = _Line(client) if isinstance(client, redis.Redis) else None
+        #: While set (monotonic), calls over the held line never wait past it (a stopping worker's bound).
+        self.deadline: float | None = None
 
     def run(self, call: Call) -> Any:
         """Run one call and return its raw reply."""
-        if self._line is not None:
-            replies = self._line.execute([_evalsha(call)])
-            if replies is not None:
-                return self._settle_script_replies([call], replies)[0]
-        try:
-            return self.client.execute_command(*_evalsha(call))  # type: ignore[no-untyped-call]
-        except NoScriptError:
-            return self.client.execute_command(*_eval(call))  # type: ignore[no-untyped-call]
-        except TRANSIENT_ERRORS:
-            raise
-        except ResponseError as exc:
-            raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
+        return self.run_many([call])[0]
 
     def run_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Run calls in one round trip (a non-transactional pipeline); replies in order."""
-        if len(calls) == 1:
-            return [self.run(calls[0])]
-        return self._settle_script_replies(calls, self._round_trip([_evalsha(c) for c in calls]))
+        """Run calls in one round trip (a non-transactional pipeline); replies in order; raise the first error."""
+        replies = self.run_each(calls)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def run_each(self, calls: Sequence[Call]) -> list[Any]:
+        """Run calls in one round trip and settle each on its own reply: a call that failed is its exception
+        object (transient as redis-py raised it, a refusal as a BrokerError); the others are their replies.
+        Raises only when the round trip itself failed (connection lost, timeout)."""
+        replies = self._round_trip([_evalsha(c) for c in calls])
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                replies[i] = self._by_source(calls[i])
+            elif isinstance(reply, ResponseError) and not isinstance(reply, TRANSIENT_ERRORS):
+                replies[i] = _refused(reply, f"script {calls[i].script.name!r}")
+        return replies
+
+    def _by_source(self, call: Call) -> Any:
+        """The reply to ``call`` sent with its source (the script cache was empty: a restart or failover)."""
+        try:
+            return self.client.execute_command(*_eval(call))  # type: ignore[no-untyped-call]
+        except TRANSIENT_ERRORS as exc:
+            return exc
+        except ResponseError as exc:
+            return _refused(exc, f"script {call.script.name!r}")
 
     def _round_trip(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Replies to ``commands`` sent in one round trip (error replies as exception objects): over the line
         when it is free, else a redis-py pipeline (another thread holds the line, or a cluster client)."""
-        replies = self._line.execute(commands) if self._line is not None else None
-        if replies is None:
-            pipe = self.client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = list(pipe.execute(raise_on_error=False))
-        return replies
-
-    def _settle_script_replies(self, calls: Sequence[Call], replies: list[Any]) -> list[Any]:
-        """Resend by source what the script cache lacked (after a restart or failover); raise refusals."""
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):
-                replies[i] = self.client.execute_command(*_eval(calls[i]))  # type: ignore[no-untyped-call]
-            else:
-                _check(reply, calls[i])
+        try:
+            replies = self._line.execute(commands, self.deadline) if self._line is not None else None
+            if replies is None:
+                pipe = self.client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = list(pipe.execute(raise_on_error=False))
+        except TRANSIENT_ERRORS:
+            raise
+        except ResponseError as exc:  # raised before any reply: the health check's PING, or AUTH
+            raise _refused(exc, "the connection's health check") from exc
         return replies
 
     def ping(self) -> None:
@@ -208,26 +254,24 @@ class SyncBroker:
         pipe.zadd(sk.workers, {worker_id: now_ms + ttl_ms})
         if prune:
             pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
-        try:
+        with _refusals("the heartbeat"):
             pipe.execute()
-        except TRANSIENT_ERRORS:
-            raise
-        except ResponseError as exc:  # NOPERM and friends: the ACL user lacks a command or key pattern
-            raise BrokerError(f"Redis refused the heartbeat: {exc}; check the service's ACL user") from exc
 
     def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
         """Withdraw a worker's heartbeat at clean exit."""
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(sk.worker(worker_id))
         pipe.zrem(sk.workers, worker_id)
-        pipe.execute()
+        with _refusals("the heartbeat's removal"):
+            pipe.execute()
 
     def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
         """Heartbeat documents of a service's live workers."""
-        ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
-        if not ids:
-            return []
-        docs = cast(list[bytes | None], self.client.mget([sk.worker(i.decode()) for i in ids]))
+        with _refusals("reading the worker heartbeats"):
+            ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
+            if not ids:
+                return []
+            docs = cast(list[bytes | None], self.client.mget([sk.worker(i.decode()) for i in ids]))
         return [d for d in docs if d is not None]
 
     def queue_sizes(self, queues: Sequence[QueueKeys]) -> list[dict[str, int]]:
@@ -237,7 +281,8 @@ class SyncBroker:
             for state in TaskState:
                 key = qk.of_state(state)
                 pipe.llen(key) if state is TaskState.PENDING else pipe.zcard(key)
-        raw = pipe.execute()
+        with _refusals("reading queue sizes"):
+            raw = pipe.execute()
         n = len(TaskState)
         return [{s.value: int(x) for s, x in zip(TaskState, raw[i * n : i * n + n])} for i in range(len(queues))]
 
@@ -246,13 +291,20 @@ class SyncBroker:
         pipe = self.client.pipeline(transaction=False)
         for qk in queues:
             pipe.exists(qk.paused)
-        return [bool(x) for x in pipe.execute()]
+        with _refusals("reading the paused flags"):
+            return [bool(x) for x in pipe.execute()]
+
+    def quarantined(self, qk: QueueKeys, limit: int) -> list[bytes]:
+        """The first ``limit`` entries waiting in a queue's quarantine."""
+        with _refusals("reading the quarantine"):
+            return cast(list[bytes], self.client.lrange(qk.quarantine, 0, limit - 1))
 
     def messages(self, qk: QueueKeys, task_ids: Sequence[str]) -> list[bytes | None]:
         """Stored envelopes of ``task_ids`` in one queue (None where absent)."""
         if not task_ids:
             return []
-        return cast(list[bytes | None], self.client.hmget(qk.messages, list(task_ids)))
+        with _refusals("reading messages"):
+            return cast(list[bytes | None], self.client.hmget(qk.messages, [wire(t) for t in task_ids]))
 
     def server_config(self, names: Sequence[str]) -> dict[str, str]:
         """``CONFIG GET`` of ``names`` (BrokerError when the ACL denies CONFIG)."""
@@ -271,7 +323,10 @@ class SyncBroker:
         the moment it returns. Returns whether a token came, and the calls' replies."""
         replies = self._round_trip([("BLPOP", *keys, timeout_s), *map(_evalsha, calls)])
         woke = _check(replies[0], _BLPOP) is not None
-        return woke, self._settle_script_replies(calls, replies[1:])
+        settled = replies[1:]
+        for i, reply in enumerate(settled):
+            settled[i] = self._by_source(calls[i]) if isinstance(reply, NoScriptError) else _check(reply, calls[i])
+        return woke, settled
 
     def interrupt(self) -> bool:
         """From another thread: end a blocking call now; False when this client cannot (a cluster client)."""
@@ -287,43 +342,33 @@ class SyncBroker:
 
 
 class AsyncBroker:
-    """Executes calls on an asyncio redis-py client."""
+    """Executes calls on an asyncio redis-py client, with :class:`SyncBroker`'s error rules."""
 
     def __init__(self, client: AsyncRedis) -> None:
         self.client = client
 
-    async def run(self, call: Call) -> Any:
-        """Run one call and return its raw reply."""
-        try:
-            return await self.client.execute_command(*_evalsha(call))
-        except NoScriptError:
-            return await self.client.execute_command(*_eval(call))
-        except TRANSIENT_ERRORS:
-            raise
-        except ResponseError as exc:
-            raise BrokerError(f"Redis refused script {call.script.name!r}: {exc}") from exc
-
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Run calls in one round trip; replies in order."""
-        if len(calls) == 1:
-            return [await self.run(calls[0])]
+        """Run calls in one round trip; replies in order; raise the first error."""
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*_evalsha(call))
-        replies = list(await pipe.execute(raise_on_error=False))
+        with _refusals("the connection's health check"):
+            replies = list(await pipe.execute(raise_on_error=False))
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
-                replies[i] = await self.client.execute_command(*_eval(calls[i]))
+                with _refusals(f"script {calls[i].script.name!r}"):
+                    replies[i] = await self.client.execute_command(*_eval(calls[i]))
             else:
                 _check(reply, calls[i])
         return replies
 
     async def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
         """Heartbeat documents of a service's live workers."""
-        ids = cast(list[bytes], await self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
-        if not ids:
-            return []
-        docs = cast(list[bytes | None], await self.client.mget([sk.worker(i.decode()) for i in ids]))
+        with _refusals("reading the worker heartbeats"):
+            ids = cast(list[bytes], await self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
+            if not ids:
+                return []
+            docs = cast(list[bytes | None], await self.client.mget([sk.worker(i.decode()) for i in ids]))
         return [d for d in docs if d is not None]
 
     async def close(self) -> None:

@@ -10,7 +10,9 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
     Q:msg        HASH    task id -> envelope (JSON, see schemas/task-envelope.schema.json); one hash per queue
                          keeps the memory per pending task near 200 bytes
     Q:pending    LIST    task ids ready to run; producers LPUSH, workers RPOP (oldest first)
-    Q:active     ZSET    "<task id>:<delivery token>" -> lease deadline (ms); the token fences stale workers
+    Q:active     ZSET    "<task id>:<delivery token>" -> lease deadline (ms, Redis's clock); the token fences
+                         stale workers
+    Q:leased     HASH    task id -> its current delivery token, for the tasks in Q:active (one lease per task)
     Q:scheduled  ZSET    task id -> time to enqueue (ms)
     Q:retry      ZSET    task id -> time to retry (ms)
     Q:archived   ZSET    task id -> time archived (ms); the dead letter, bounded by size and age
@@ -20,9 +22,12 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
                          by age and count
     Q:lost       HASH    task id -> number of deliveries whose lease expired (crash recovery counter)
     Q:seq        STRING  delivery token counter
+    Q:quarantine LIST    corrupt entries found by the maintenance or the sweep, until a worker archives them
+    Q:sweep      HASH    the integrity sweep's cursors, one per structure
     Q:wake       LIST    0 or 1 element; idle workers block on it instead of polling
     Q:paused     STRING  present while the queue is paused
-    Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued
+    Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued,
+                         corrupt, duplicate, stale_bookkeeping
 
 Per service, with ``S = <prefix>:{<service>}``::
 
@@ -99,6 +104,18 @@ class QueueKeys:
     @property
     def seq(self) -> str:
         return f"{self.base}:seq"
+
+    @property
+    def leased(self) -> str:
+        return f"{self.base}:leased"
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.base}:quarantine"
+
+    @property
+    def sweep(self) -> str:
+        return f"{self.base}:sweep"
 
     @property
     def wake(self) -> str:

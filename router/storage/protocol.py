@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from router.storage import taskids
 from router.storage.keys import QueueKeys
-from router.storage.taskids import member
 
 Arg = str | int | float | bytes
+#: An encoded envelope, as text or as the UTF-8 bytes the guard already produced.
+Envelope = str | bytes
 
 
 @dataclass(frozen=True)
 class Script:
-    """A Lua script shipped in ``router/lua``; ``sha`` is what EVALSHA needs."""
+    """A Lua script shipped in ``router/storage/lua``; ``sha`` is what EVALSHA needs."""
 
     name: str
     source: str
@@ -40,7 +42,9 @@ ARCHIVE = _load("archive")
 REQUEUE = _load("requeue")
 EXTEND = _load("extend")
 MAINTAIN = _load("maintain")
-ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN)
+SWEEP = _load("sweep")
+QUARANTINE = _load("quarantine")
+ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, SWEEP, QUARANTINE)
 
 
 @dataclass(frozen=True)
@@ -50,111 +54,6 @@ class Call:
     script: Script
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
-
-
-ENQUEUE_CREATED = 1
-ENQUEUE_REPEATED = 2
-ENQUEUE_CONFLICT = 0
-
-
-def enqueue(qk: QueueKeys, items: Sequence[tuple[str, str] | tuple[str, str, int]]) -> Call:
-    """Store each (task id, envelope[, run-at ms]) of one queue: pending at once, or scheduled until run-at."""
-    args: list[Arg] = []
-    for item in items:
-        args.extend((item[0], item[1], item[2] if len(item) == 3 else 0))
-    keys = (qk.messages, qk.pending, qk.wake, qk.stats, qk.done, qk.scheduled)
-    return Call(ENQUEUE, keys, tuple(args))
-
-
-def parse_enqueue(reply: Any) -> list[int]:
-    return [int(x) for x in reply]
-
-
-@dataclass(frozen=True)
-class RawDelivery:
-    """A leased task as the dequeue script returned it, not yet decoded."""
-
-    task_id: str
-    token: int
-    envelope: bytes | None
-    lost_leases: int
-
-    @property
-    def member(self) -> str:
-        """The active-set member that identifies this delivery (and fences stale ones)."""
-        return member(self.task_id, self.token)
-
-
-def dequeue(qk: QueueKeys, deadline_ms: int, limit: int) -> Call:
-    keys = (qk.pending, qk.active, qk.messages, qk.paused, qk.seq, qk.wake, qk.lost)
-    return Call(DEQUEUE, keys, (deadline_ms, limit))
-
-
-def parse_dequeue(reply: Any) -> list[RawDelivery]:
-    out: list[RawDelivery] = []
-    for i in range(0, len(reply), 4):
-        raw_id, token, env, lost = reply[i], reply[i + 1], reply[i + 2], reply[i + 3]
-        task_id = raw_id.decode("utf-8", "surrogateescape") if isinstance(raw_id, bytes) else str(raw_id)
-        out.append(RawDelivery(task_id, int(token), env, int(lost) if lost is not None else 0))
-    return out
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A successful delivery to acknowledge; ``retain_until_ms`` 0 deletes the message at once."""
-
-    member: str
-    retain_until_ms: int = 0
-    envelope: str = ""
-
-
-@dataclass(frozen=True)
-class Tombstones:
-    """How long, and how many, ids of completed tasks are remembered to refuse a late repeat of their enqueue."""
-
-    window_ms: int = 300_000
-    cap: int = 100_000
-
-
-def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion], tombstones: Tombstones | None = None) -> Call:
-    """Complete ``items`` of one queue whose leases the caller holds; read the reply with :func:`parse_ack`."""
-    t = tombstones or Tombstones()
-    args: list[Arg] = [now_ms, t.window_ms, t.cap]
-    for c in items:
-        args.extend((c.member, c.retain_until_ms, c.envelope))
-    return Call(ACK, (qk.active, qk.messages, qk.lost, qk.completed, qk.stats, qk.done), tuple(args))
-
-
-def parse_members(reply: Any) -> list[str]:
-    """Delivery members in a reply (the stale ones of an ack, the lost ones of an extend)."""
-    return [m.decode("utf-8", "surrogateescape") if isinstance(m, bytes) else str(m) for m in reply]
-
-
-@dataclass(frozen=True)
-class AckResult:
-    """What an ack call did: how many deliveries it completed, and the members it refused as stale."""
-
-    completed: int
-    stale: list[str]
-
-
-_ACK_HEAD, _ACK_ITEM = 3, 3  # ack's arguments: now, window, cap; then one triple per completion
-
-
-def parse_ack(call: Call, reply: Any) -> AckResult:
-    """Read the reply to an :func:`ack` call."""
-    stale = parse_members(reply)
-    return AckResult((len(call.args) - _ACK_HEAD) // _ACK_ITEM - len(stale), stale)
-
-
-def retry(qk: QueueKeys, member: str, retry_at_ms: int, envelope: str) -> Call:
-    keys = (qk.active, qk.retry, qk.messages, qk.lost, qk.stats)
-    return Call(RETRY, keys, (member, retry_at_ms, envelope))
-
-
-def archive(qk: QueueKeys, member: str, now_ms: int, envelope: str, max_size: int, max_age_ms: int) -> Call:
-    keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats)
-    return Call(ARCHIVE, keys, (wire(member), now_ms, envelope, max_size, now_ms - max_age_ms))
 
 
 def wire(text: str) -> str | bytes:
@@ -167,27 +66,221 @@ def wire(text: str) -> str | bytes:
     return text
 
 
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+# -- enqueue ------------------------------------------------------------------------------------------------------
+
+ENQUEUE_CREATED = 1
+ENQUEUE_REPEATED = 2
+ENQUEUE_CONFLICT = 0
+
+
+def enqueue(qk: QueueKeys, items: Sequence[tuple[str, Envelope] | tuple[str, Envelope, int]]) -> Call:
+    """Store each (task id, envelope[, run-at ms]) of one queue: pending at once, or scheduled until run-at."""
+    args: list[Arg] = []
+    for item in items:
+        args.extend((item[0], item[1], item[2] if len(item) == 3 else 0))
+    keys = (qk.messages, qk.pending, qk.wake, qk.stats, qk.done, qk.scheduled)
+    return Call(ENQUEUE, keys, tuple(args))
+
+
+def parse_enqueue(reply: Any) -> list[int]:
+    """One ``ENQUEUE_*`` code per item of an :func:`enqueue` call."""
+    return [int(x) for x in reply]
+
+
+# -- dequeue ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawDelivery:
+    """A leased task as the dequeue script returned it, not yet decoded."""
+
+    task_id: str
+    token: int
+    envelope: bytes | None
+    lost_leases: int
+    #: Why the delivery's bookkeeping is unusable (a lost-lease counter that is not a number), or None.
+    corrupt: str | None = None
+
+    @property
+    def member(self) -> str:
+        """The active-set member that identifies this delivery (and fences stale ones)."""
+        return taskids.member(self.task_id, self.token)
+
+
+@dataclass(frozen=True)
+class Dequeued:
+    """What a dequeue call returned: the leased deliveries, and what the script noted while leasing them."""
+
+    deliveries: list[RawDelivery]
+    #: Pending ids dropped as second references to a task already leased or in another state.
+    duplicates: list[str]
+    #: The new value of the token counter when it had to be reset (it was not a number), else None.
+    seq_reset: str | None = None
+
+
+def dequeue(qk: QueueKeys, lease_ms: int, limit: int) -> Call:
+    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock)."""
+    keys = (qk.pending, qk.active, qk.messages, qk.paused, qk.seq, qk.wake, qk.lost, qk.leased, qk.stats, qk.done,
+            qk.retry, qk.scheduled, qk.archived, qk.completed)
+    return Call(DEQUEUE, keys, (lease_ms, limit))
+
+
+def parse_dequeue(reply: Any) -> Dequeued:
+    """Read the reply to a :func:`dequeue` call."""
+    notes, flat = reply[0], reply[1:]
+    duplicates: list[str] = []
+    seq_reset: str | None = None
+    for i in range(0, len(notes) - 1, 2):
+        what, detail = _text(notes[i]), _text(notes[i + 1])
+        if what == "duplicate":
+            duplicates.append(detail)
+        elif what == "seq_reset":
+            seq_reset = detail
+    out: list[RawDelivery] = []
+    for i in range(0, len(flat), 4):
+        raw_id, token, env, lost = flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
+        count, corrupt = 0, None
+        if lost is not None:
+            try:
+                count = int(lost)
+            except ValueError:
+                corrupt = f"its lost-lease counter {bytes(lost)[:100]!r} is not a number"
+        out.append(RawDelivery(_text(raw_id), int(token), env, count, corrupt))
+    return Dequeued(out, duplicates, seq_reset)
+
+
+# -- settling -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A successful delivery to acknowledge; ``retain_until_ms`` 0 deletes the message at once."""
+
+    member: str
+    retain_until_ms: int = 0
+    envelope: Envelope = ""
+
+
+@dataclass(frozen=True)
+class Tombstones:
+    """How long, and how many, ids of completed tasks are remembered to refuse a late repeat of their enqueue."""
+
+    window_ms: int = 300_000
+    cap: int = 100_000
+
+
+_ACK_HEAD, _ACK_ITEM = 3, 3  # ack's arguments: now, window, cap; then one triple per completion
+
+
+def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion], tombstones: Tombstones | None = None) -> Call:
+    """Complete ``items`` of one queue whose leases the caller holds; read the reply with :func:`parse_ack`."""
+    t = tombstones or Tombstones()
+    args: list[Arg] = [now_ms, t.window_ms, t.cap]
+    for c in items:
+        args.extend((wire(c.member), c.retain_until_ms, c.envelope))
+    return Call(ACK, (qk.active, qk.messages, qk.lost, qk.completed, qk.stats, qk.done, qk.leased), tuple(args))
+
+
+def parse_members(reply: Any) -> list[str]:
+    """Delivery members in a reply (the stale ones of an ack, the lost ones of an extend)."""
+    return [_text(m) for m in reply]
+
+
+@dataclass(frozen=True)
+class AckResult:
+    """What an ack call did: how many deliveries it completed, and the members it refused as stale."""
+
+    completed: int
+    stale: list[str]
+
+
+def parse_ack(call: Call, reply: Any) -> AckResult:
+    """Read the reply to an :func:`ack` call."""
+    stale = parse_members(reply)
+    return AckResult((len(call.args) - _ACK_HEAD) // _ACK_ITEM - len(stale), stale)
+
+
+def retry(qk: QueueKeys, member: str, retry_at_ms: int, envelope: Envelope) -> Call:
+    """Schedule a failed delivery to run again at ``retry_at_ms``, if the caller still holds its lease."""
+    keys = (qk.active, qk.retry, qk.messages, qk.lost, qk.stats, qk.leased)
+    return Call(RETRY, keys, (wire(member), retry_at_ms, envelope))
+
+
+def archive(qk: QueueKeys, member: str, now_ms: int, envelope: Envelope, max_size: int, max_age_ms: int) -> Call:
+    """Move a delivery to the dead letter (bounded by ``max_size`` and ``max_age_ms``), if its lease is held."""
+    keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats, qk.leased)
+    return Call(ARCHIVE, keys, (wire(member), now_ms, envelope, max_size, now_ms - max_age_ms))
+
+
 def requeue(qk: QueueKeys, members: Sequence[str]) -> Call:
-    return Call(REQUEUE, (qk.active, qk.pending, qk.wake, qk.stats), tuple(members))
+    """Give held deliveries back to the front of pending (shutdown), without counting a failure."""
+    return Call(REQUEUE, (qk.active, qk.pending, qk.wake, qk.stats, qk.leased), tuple(wire(m) for m in members))
 
 
-def extend(qk: QueueKeys, deadline_ms: int, members: Sequence[str]) -> Call:
-    return Call(EXTEND, (qk.active,), (deadline_ms, *members))
+def extend(qk: QueueKeys, lease_ms: int, members: Sequence[str]) -> Call:
+    """Extend held leases to ``lease_ms`` from now (Redis's clock); read the lost ones with parse_members."""
+    return Call(EXTEND, (qk.active,), (lease_ms, *(wire(m) for m in members)))
+
+
+# -- maintenance and integrity ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class MaintenanceResult:
+    """What a maintenance sweep of one queue did and found."""
+
     recovered: int
     promoted: int
-    next_due_ms: int | None
+    #: Milliseconds until the next lease expires or task falls due, or None when nothing waits.
+    next_due_in_ms: int | None
     pending: int
+    #: Corrupt entries waiting in the queue's quarantine to be archived.
+    quarantined: int
 
 
-def maintain(qk: QueueKeys, now_ms: int, lease_cutoff_ms: int, limit: int = 500) -> Call:
-    keys = (qk.active, qk.pending, qk.retry, qk.scheduled, qk.lost, qk.wake, qk.stats)
-    return Call(MAINTAIN, keys, (now_ms, lease_cutoff_ms, limit))
+def maintain(qk: QueueKeys, now_ms: int, grace_ms: int, limit: int = 500) -> Call:
+    """Recover leases expired more than ``grace_ms`` ago (Redis's clock) and promote tasks due at ``now_ms``."""
+    keys = (qk.active, qk.pending, qk.retry, qk.scheduled, qk.lost, qk.wake, qk.stats, qk.leased, qk.quarantine)
+    return Call(MAINTAIN, keys, (now_ms, grace_ms, limit))
 
 
 def parse_maintain(reply: Any) -> MaintenanceResult:
-    due = float(reply[2])
-    return MaintenanceResult(int(reply[0]), int(reply[1]), int(due) if due >= 0 else None, int(reply[3]))
+    """Read the reply to a :func:`maintain` call."""
+    due = int(reply[2])
+    return MaintenanceResult(int(reply[0]), int(reply[1]), due if due >= 0 else None, int(reply[3]), int(reply[4]))
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one integrity sweep call covered, and how many corrupt entries wait in the quarantine."""
+
+    #: The structures whose pass ended in this call, and those it looked at.
+    wrapped: frozenset[str]
+    scanned: frozenset[str]
+    quarantined: int
+
+
+def sweep(qk: QueueKeys, count: int, pending_max: int, new_pass: bool = False) -> Call:
+    """Check the next ``count`` entries of each structure for corruption (see lua/sweep.lua)."""
+    keys = (qk.messages, qk.pending, qk.active, qk.scheduled, qk.retry, qk.archived, qk.completed, qk.leased,
+            qk.lost, qk.quarantine, qk.sweep, qk.stats)
+    return Call(SWEEP, keys, (count, pending_max, "1" if new_pass else "0"))
+
+
+def parse_sweep(reply: Any) -> SweepResult:
+    """Read the reply to a :func:`sweep` call."""
+    return SweepResult(frozenset(map(_text, reply[0])), frozenset(map(_text, reply[1])), int(reply[2]))
+
+
+def quarantine(qk: QueueKeys, now_ms: int, items: Sequence[tuple[bytes, str, Envelope]]) -> Call:
+    """Archive quarantined entries: each (entry as stored, id to archive under, envelope with the reason)."""
+    args: list[Arg] = [now_ms]
+    for entry, task_id, envelope in items:
+        args.extend((entry, wire(task_id), envelope))
+    keys = (qk.quarantine, qk.messages, qk.archived, qk.stats, qk.leased, qk.pending, qk.scheduled, qk.retry,
+            qk.completed, qk.lost)
+    return Call(QUARANTINE, keys, tuple(args))

@@ -9,12 +9,25 @@ never retried:
 * ``missing_message``: an id whose stored message is gone;
 * ``unknown_type``: a type this worker has no handler for, or that another service owns (a stray message on a
   shared Redis: the failure router exists to remove, dead-lettered instead of retried);
+* ``payload_invalid``: a payload its task's JSON Schema refuses (the producer's guard would have; another client
+  or an older schema wrote it);
+* ``corrupt``: its bookkeeping is unusable (a lost-lease counter that is not a number);
 * ``lease_expired``: a task whose lease expired too many times, see :mod:`router.worker.leases`.
+
+Corruption found outside a delivery (stray active members, orphaned messages) is handled by
+:mod:`router.worker.integrity`.
 """
 
 from __future__ import annotations
 
-from router.registry.model import Registry, ServiceSpec
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from router.registry.fastcheck import Check, compile_fast
+from router.registry.model import Registry, ServiceSpec, TaskSpec
+from router.registry.payloads import payload_validator, payload_violations, thaw
 from router.service import HandlerEntry, Service
 from router.storage.envelope import MalformedMessage, decode
 from router.storage.keys import QueueKeys
@@ -34,6 +47,7 @@ class Dispatcher:
         self._spec = spec
         self._app = app
         self._outcomes = outcomes
+        self._checks: dict[str, tuple[Check | None, Validator]] = {}
 
     def dispatch(self, qk: QueueKeys, d: RawDelivery) -> tuple[Delivery, HandlerEntry] | None:
         """The delivery and its handler, or None when the message was dead-lettered instead."""
@@ -53,6 +67,13 @@ class Dispatcher:
             why = f"{env.type!r} has no handler here (owner: {owner})"
             self._outcomes.archive(qk, d.member, env, "unknown_type", why)
             return None
+        if d.corrupt is not None:
+            self._outcomes.archive(qk, d.member, env, "corrupt", d.corrupt)
+            return None
+        invalid = self._payload_problem(spec, env.payload)
+        if invalid is not None:
+            self._outcomes.archive(qk, d.member, env, "payload_invalid", invalid)
+            return None
         max_retry = env.max_retry if env.max_retry is not None else spec.max_retry
         too_often = lost_lease_verdict(d.lost_leases, max_retry)
         if too_often is not None:
@@ -63,3 +84,18 @@ class Dispatcher:
             max_retry, env.timeout_s or spec.timeout_s, env.enqueued_at_ms,
         )
         return Delivery(qk, d.member, task, env, entry.is_async), entry
+
+    def _payload_problem(self, spec: TaskSpec, payload: Mapping[str, Any]) -> str | None:
+        """Why ``payload`` violates its task's schema, or None (the fast path first, as the guard does)."""
+        found = self._checks.get(spec.type)
+        if found is None:
+            found = self._checks[spec.type] = (compile_fast(thaw(spec.payload_schema)), payload_validator(spec))
+        fast, validator = found
+        try:
+            if (fast is not None and fast(payload)) or validator.is_valid(payload):
+                return None
+            return "; ".join(f"{v.path}: {v.message}" for v in payload_violations(spec, payload)[:10])
+        except RecursionError:
+            return "the payload is nested too deeply to check"
+        except Exception as exc:  # the schema library failing on a payload is not a reason to crash the worker
+            return f"the payload could not be checked ({type(exc).__name__}: {exc})"

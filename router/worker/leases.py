@@ -1,7 +1,9 @@
 """What happens when a lease expires: leases, their extension, and the recovery of expired ones.
 
 A dequeue (``lua/dequeue.lua``) moves a task from pending to the queue's active set as the member
-``"<id>:<token>"`` scored by its lease deadline (now + ``lease_s``), and hands the worker that token. Then:
+``"<id>:<token>"`` scored by its lease deadline, and hands the worker that token. Lease deadlines are taken from
+Redis's own clock (``TIME`` inside the scripts), so the hosts' clocks, and any skew between them, never decide
+when a lease expires. Then:
 
 1. **Extension.** While a handler runs, the worker pushes the deadline forward every ``lease_s / 3``
    (:meth:`Leases.extend`, ``lua/extend.lua``). A member that is gone means the lease was lost (the worker
@@ -9,7 +11,7 @@ A dequeue (``lua/dequeue.lua``) moves a task from pending to the queue's active 
    be refused as stale, because the token no longer matches.
 2. **Expiry and recovery.** Every worker of the service runs the maintenance sweep (:meth:`Leases.maintain`,
    ``lua/maintain.lua``) at least every ``maintenance_s``: leases whose deadline passed more than
-   ``recovery_grace_s`` ago (the allowance for clock skew between hosts) go back to the *front* of pending, and
+   ``recovery_grace_s`` ago (a margin for a slow extension round trip) go back to the *front* of pending, and
    the task's lost-lease counter (``Q:lost``) goes up. The same sweep promotes due retries and scheduled tasks.
 3. **Redelivery.** The next dequeue returns that counter with the task; the attempt number counts lost leases as
    failures. A task whose lease expired more than ``max(max_retry, 3)`` times is archived with reason
@@ -23,6 +25,7 @@ A dequeue (``lua/dequeue.lua``) moves a task from pending to the queue's active 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -46,6 +49,20 @@ def lost_lease_verdict(lost_leases: int, max_retry: int) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Maintained:
+    """What one maintenance sweep of a service's queues did."""
+
+    #: Tasks made pending (recovered leases and due retries or scheduled tasks).
+    promoted: int
+    #: Whether any queue holds pending work.
+    pending: bool
+    #: Monotonic time of the next sweep: sooner than ``maintenance_s`` when something falls due earlier.
+    next_at: float
+    #: Queues with corrupt entries waiting in their quarantine.
+    quarantined: list[QueueKeys]
+
+
 class Leases:
     """Extends the leases this worker holds and sweeps its service's queues for expired ones."""
 
@@ -54,9 +71,10 @@ class Leases:
         self._settings = settings
         self._clock = clock
 
-    def deadline_ms(self) -> int:
-        """The deadline of a lease taken or extended now."""
-        return to_ms(self._clock() + self._settings.lease_s)
+    @property
+    def lease_ms(self) -> int:
+        """How long a lease taken or extended now lasts."""
+        return to_ms(self._settings.lease_s)
 
     def extend(self, broker: SyncBroker, running: Iterable[Delivery]) -> None:
         """Push the deadline of every running delivery forward; log the leases found lost."""
@@ -66,32 +84,28 @@ class Leases:
                 by_queue.setdefault(run.qk, []).append(run.member)
         if not by_queue:
             return
-        deadline_ms = self.deadline_ms()
-        calls = [protocol.extend(qk, deadline_ms, members) for qk, members in by_queue.items()]
+        calls = [protocol.extend(qk, self.lease_ms, members) for qk, members in by_queue.items()]
         for reply in broker.run_many(calls):
             for member in protocol.parse_members(reply):
                 log.warning("lease_lost", member=member, hint="another worker may run this task again")
 
-    def maintain(self, broker: SyncBroker, now_m: float) -> tuple[int, bool, float]:
-        """Recover expired leases and promote due tasks in every queue.
-
-        Returns (tasks made pending, whether any queue holds pending work, monotonic time of the next sweep:
-        sooner than ``maintenance_s`` when something falls due earlier).
-        """
+    def maintain(self, broker: SyncBroker, now_m: float) -> Maintained:
+        """Recover expired leases and promote due tasks in every queue."""
         s = self._settings
-        now_ms = to_ms(self._clock())
-        cutoff = now_ms - to_ms(s.recovery_grace_s)
-        replies = broker.run_many([protocol.maintain(qk, now_ms, cutoff) for qk in self._queues])
+        calls = [protocol.maintain(qk, to_ms(self._clock()), to_ms(s.recovery_grace_s)) for qk in self._queues]
+        replies = broker.run_many(calls)
         promoted = 0
         pending = False
+        quarantined: list[QueueKeys] = []
         next_at = now_m + s.maintenance_s
         for qk, reply in zip(self._queues, replies):
             r = protocol.parse_maintain(reply)
             promoted += r.recovered + r.promoted
             pending = pending or r.pending > 0  # work no wake token announced (a queue unpaused, say)
+            if r.quarantined:
+                quarantined.append(qk)
             if r.recovered:
                 log.warning("leases_recovered", queue=qk.queue, count=r.recovered)
-            if r.next_due_ms is not None:
-                due_in = (r.next_due_ms - now_ms) / 1000 + s.recovery_grace_s
-                next_at = min(next_at, now_m + max(0.01, due_in))
-        return promoted, pending, next_at
+            if r.next_due_in_ms is not None:
+                next_at = min(next_at, now_m + max(0.01, r.next_due_in_ms / 1000))
+        return Maintained(promoted, pending, next_at, quarantined)

@@ -2,14 +2,15 @@
 
 Completions become ack calls (one per queue per round trip); failures become retry or archive calls, each
 fenced by the delivery token. Nothing here talks to Redis: the worker sends :meth:`Settlements.calls` with its
-next fetch and hands the replies back to :meth:`Settlements.apply`. Outcomes stay queued until a round trip
-succeeds, so a Redis outage delays them but loses none (if the worker dies instead, the leases of the unsettled
-deliveries expire and those tasks run again: at least once).
+next fetch and hands the replies back to :meth:`Settlements.apply`, which settles each call on its own reply.
+Outcomes stay queued until their call succeeds, so a Redis outage or a refused call delays them but loses none (if
+the worker dies instead, the leases of the unsettled deliveries expire and those tasks run again: at least once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,6 +57,8 @@ class Settlements:
         self._acks: dict[QueueKeys, list[protocol.Completion]] = {}
         # Retry and archive calls, with the counter each one bumps when it lands.
         self._outbox: list[tuple[protocol.Call, str]] = []
+        # For each call the last calls() built: what to record when it lands, and how to queue it again if not.
+        self._built: list[tuple[Callable[[Any], None], Callable[[], None]]] = []
         self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
 
     def complete(self, run: Delivery, result: Any) -> None:
@@ -106,27 +109,54 @@ class Settlements:
 
     def calls(self) -> list[protocol.Call]:
         """Every queued transition: retries and archives first, then one ack call per queue."""
-        calls = [call for call, _ in self._outbox]
+        calls: list[protocol.Call] = []
+        self._built = []
+        for entry in self._outbox:
+            call, what = entry
+            calls.append(call)
+            self._built.append((functools.partial(self._count, what), functools.partial(self._queue_again, entry)))
         if self._acks:
             now_ms = int(self._clock() * 1000)
-            calls += [protocol.ack(qk, now_ms, items, self._tombstones) for qk, items in self._acks.items()]
+            for qk, items in self._acks.items():
+                call = protocol.ack(qk, now_ms, items, self._tombstones)
+                calls.append(call)
+                again = functools.partial(self._acks_again, qk, items)
+                self._built.append((functools.partial(self._count_ack, call), again))
         return calls
 
-    def apply(self, calls: Sequence[protocol.Call], replies: Sequence[Any]) -> None:
-        """Record the replies to :meth:`calls` (sent in one successful round trip) and forget those outcomes."""
+    def apply(self, calls: Sequence[protocol.Call], replies: Sequence[Any]) -> Exception | None:
+        """Settle each of :meth:`calls` on its own reply (from ``SyncBroker.run_each``): forget the outcomes whose
+        call succeeded, keep the others queued for the next round trip. Returns the first failure, if any."""
         if not calls:
-            return
-        outbox, self._outbox, self._acks = self._outbox, [], {}
-        for (_, what), reply in zip(outbox, replies):
-            if int(reply) == 1:
-                self.stats[what] += 1
-                self.stats["failed"] += 1
+            return None
+        built, self._built = self._built, []
+        self._outbox, self._acks = [], {}
+        first_error: Exception | None = None
+        for (landed, again), reply in zip(built, replies):
+            if isinstance(reply, Exception):
+                first_error = first_error or reply
+                again()
             else:
-                self.stats["stale"] += 1
-                log.warning("stale_completion_refused", what=what, reason="lease no longer held")
-        for call, reply in zip(calls[len(outbox) :], replies[len(outbox) :]):
-            acked = protocol.parse_ack(call, reply)
-            self.stats["processed"] += acked.completed
-            self.stats["stale"] += len(acked.stale)
-            for member in acked.stale:
-                log.warning("stale_completion_refused", member=member, reason="lease no longer held")
+                landed(reply)
+        return first_error
+
+    def _queue_again(self, entry: tuple[protocol.Call, str]) -> None:
+        self._outbox.append(entry)
+
+    def _acks_again(self, qk: QueueKeys, items: list[protocol.Completion]) -> None:
+        self._acks.setdefault(qk, []).extend(items)
+
+    def _count(self, what: str, reply: Any) -> None:
+        if int(reply) == 1:
+            self.stats[what] += 1
+            self.stats["failed"] += 1
+        else:
+            self.stats["stale"] += 1
+            log.warning("stale_completion_refused", what=what, reason="lease no longer held")
+
+    def _count_ack(self, call: protocol.Call, reply: Any) -> None:
+        acked = protocol.parse_ack(call, reply)
+        self.stats["processed"] += acked.completed
+        self.stats["stale"] += len(acked.stale)
+        for member in acked.stale:
+            log.warning("stale_completion_refused", member=member, reason="lease no longer held")

@@ -36,8 +36,11 @@ class Fetch:
     call: protocol.Call
 
 
-#: Builds the fetches for a group of queues, in fetch order, right before each blocking round trip.
+#: Builds the fetches for a group of queues, in fetch order, right before each blocking round trip, reserving
+#: the handler slots they may fill.
 Plan = Callable[[Sequence[QueueKeys]], list[Fetch]]
+#: Gives back the slots a plan reserved when nothing it fetched reaches the worker.
+Release = Callable[[Sequence[Fetch]], None]
 #: Receives what a wake-up fetched: each fetch with its raw dequeue reply (possibly all empty).
 Fetched = list[tuple[Fetch, Any]]
 OnWake = Callable[[Fetched], None]
@@ -46,7 +49,7 @@ OnWake = Callable[[Fetched], None]
 def requeue_fetched(broker: SyncBroker, fetched: Fetched) -> None:
     """Put what a wake-up leased back at the front of pending (it arrived after its worker stopped fetching)."""
     calls = [protocol.requeue(f.qk, members) for f, reply in fetched
-             if (members := [d.member for d in protocol.parse_dequeue(reply)])]
+             if (members := [d.member for d in protocol.parse_dequeue(reply).deliveries])]
     if not calls:
         return
     try:
@@ -65,6 +68,7 @@ class Waker:
         block_s: float,
         broker_factory: Callable[[], SyncBroker],
         plan: Plan,
+        release: Release,
         on_wake: OnWake,
         on_fatal: Callable[[BaseException], None],
     ) -> None:
@@ -73,6 +77,7 @@ class Waker:
             groups.setdefault(key_slot(qk.wake.encode()) if cluster else 0, []).append(qk)
         self._block_s = block_s
         self._plan = plan
+        self._release = release
         self._armed = threading.Event()
         self._lock = threading.Lock()
         self._brokers: list[SyncBroker] = []
@@ -126,15 +131,19 @@ class Waker:
                     backoff = 0.05
                 except TRANSIENT_ERRORS:
                     # The main loop logs the outage; here we only avoid spinning.
+                    self._release(plan)
                     self._stopped.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
                 fetched = list(zip(plan, replies))
                 if self._stopped.is_set():
                     requeue_fetched(broker, fetched)
-                elif woke or any(reply for _, reply in fetched):
+                    self._release(plan)
+                elif woke or any(len(reply) > 1 or reply[0] for _, reply in fetched):  # [notes, *deliveries]
                     self._armed.clear()
                     self._on_wake(fetched)
+                else:
+                    self._release(plan)
             broker.close()
         except BaseException as exc:
             self._on_fatal(exc)

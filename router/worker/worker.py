@@ -40,6 +40,7 @@ from router.worker.dispatch import Dispatcher
 from router.worker.execution import HandlerRunner, Job, Middleware, Outcome
 from router.worker.fetch import QueueOrder
 from router.worker.heartbeat import Heartbeat
+from router.worker.integrity import SWEEP_EVERY_S, Integrity
 from router.worker.leases import Leases
 from router.worker.preflight import wait_for_redis, warn_about_server
 from router.worker.settings import WorkerSettings
@@ -96,6 +97,9 @@ class Worker:
         self._events: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._state = LoopState()
         self._claim_lock = threading.Lock()
+        self._gate_open = True  # closed by a stop signal: no task may start after it
+        self._reserve_lock = threading.Lock()
+        self._reserved = 0  # handler slots that wake-up fetches in flight may fill
         self._capacity = s.concurrency + (s.concurrency if s.prefetch is None else s.prefetch)
         self._outcomes = Settlements(
             registry,
@@ -108,9 +112,11 @@ class Worker:
         self.stats = self._outcomes.stats
         self._dispatcher = Dispatcher(registry, self.spec, app, self._outcomes)
         self._leases = Leases(self.queues, s, clock)
+        self._integrity = Integrity(self.queues, clock)
         self._heartbeat = Heartbeat(service_keys(self.spec), self.worker_id, [qk.queue for qk in self.queues],
                                     app, s.concurrency, s.heartbeat_s, clock)
-        self._signals = signals.Signals(self._notify_signal, self._halt_waker, self._hand_back, s.shutdown_timeout_s)
+        self._signals = signals.Signals(self._notify_signal, self._close_gate, self._halt_waker, self._hand_back,
+                                        self._status, self._bound_redis, s.shutdown_timeout_s)
         problems = [p.message for p in compare_handlers(self.spec, registry, app)]
         if problems and not allow_handler_mismatch:
             raise HandlerMismatch(
@@ -123,11 +129,13 @@ class Worker:
     # -- public ---------------------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask a running worker to shut down gracefully (thread-safe, like SIGTERM)."""
+        self._close_gate()
         self._notify_signal(signal.SIGTERM)
 
     def run(self, burst: bool = False) -> None:
         """Process tasks until stopped, or with ``burst`` until nothing is pending or running."""
         self._state = LoopState()  # a worker can run again after stop() or a burst
+        self._gate_open, self._reserved = True, 0
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
         self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
@@ -135,24 +143,26 @@ class Worker:
         # short next to the lease.
         block_s = min(BLOCK_S, self.settings.lease_s / 4)
         waker = self._waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
-                                    self._wake_plan, self._on_wake, self._on_fatal)
+                                    self._wake_plan, self._release, self._on_wake, self._on_fatal)
         self._signals.install()
-        for problem in self.handler_problems:
-            log.warning("handler_mismatch_overridden", service=self.spec.name, problem=problem)
         try:
-            if not wait_for_redis(self._broker, self.url, burst, self._pause):
-                return
-            log.info("worker_started", service=self.spec.name, worker_id=self.worker_id,
-                     queues=[q.queue for q in self.queues], concurrency=self.settings.concurrency, burst=burst)
-            warn_about_server(self._broker)
-            if not burst:
-                waker.start()
-            self._loop(burst, waker)
+            for problem in self.handler_problems:
+                log.warning("handler_mismatch_overridden", service=self.spec.name, problem=problem)
+            try:
+                if not wait_for_redis(self._broker, self.url, burst, self._pause):
+                    return
+                log.info("worker_started", service=self.spec.name, worker_id=self.worker_id,
+                         queues=[q.queue for q in self.queues], concurrency=self.settings.concurrency, burst=burst)
+                warn_about_server(self._broker)
+                if not burst:
+                    waker.start()
+                self._loop(burst, waker)
+            finally:
+                waker.stop()
+                self._shutdown()
+                log.info("worker_stopped", service=self.spec.name, worker_id=self.worker_id, **self.stats)
         finally:
-            self._signals.restore()
-            waker.stop()
-            self._shutdown()
-            log.info("worker_stopped", service=self.spec.name, worker_id=self.worker_id, **self.stats)
+            self._signals.restore()  # only now: a second signal during the shutdown is still ours to handle
 
     # -- main loop ------------------------------------------------------------------------------------------------
     def _loop(self, burst: bool, waker: Waker) -> None:
@@ -162,6 +172,7 @@ class Worker:
         next_extend = now_m + s.lease_s / 3
         next_heartbeat = now_m
         next_maintenance = now_m
+        next_sweep = now_m + SWEEP_EVERY_S
         backoff = 0.05
         while True:
             self._drain_events(block_s=0.0)
@@ -177,13 +188,23 @@ class Worker:
                     self._heartbeat.beat(self._broker, st.running.values())
                     next_heartbeat = now_m + s.heartbeat_s
                 if now_m >= next_maintenance or (burst and empty and not st.running):
-                    promoted, pending, next_maintenance = self._leases.maintain(self._broker, now_m)
-                    st.maybe_work = st.maybe_work or pending
-                    if burst and empty and not st.running and not promoted and not fetched:
-                        return
-                    if promoted:
+                    done = self._leases.maintain(self._broker, now_m)
+                    next_maintenance = done.next_at
+                    st.maybe_work = st.maybe_work or done.pending
+                    for qk in done.quarantined:
+                        self._integrity.archive_quarantined(self._broker, qk)
+                    if burst and empty and not st.running and not done.promoted and not fetched:
+                        # Before a burst ends, one full integrity pass; if it archived something, look once more.
+                        if not self._integrity.full_pass(self._broker):
+                            return
                         st.maybe_work = True
                         continue
+                    if done.promoted:
+                        st.maybe_work = True
+                        continue
+                if now_m >= next_sweep and not burst:
+                    self._integrity.slice(self._broker)
+                    next_sweep = now_m + SWEEP_EVERY_S
                 fail_timed_out(st.running.values(), now_m, self._outcomes)
                 if st.outage_since is not None:
                     log.info("redis_available", outage_s=round(time.monotonic() - st.outage_since, 3))
@@ -231,6 +252,8 @@ class Worker:
             elif kind == _SIGNAL:
                 self._signals.apply(value, self._state)
             elif kind == _FATAL:
+                if isinstance(value, BrokerError):  # Redis refused the wake-up thread (ACL): exit 4, not 5
+                    raise value
                 raise WorkerCrashed("a worker thread", value) from value
             try:
                 ev = events.get_nowait()
@@ -238,57 +261,93 @@ class Worker:
                 return
 
     # -- fetch and settle -----------------------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        """Deliveries this worker may still lease: capacity minus what it holds and wake-ups may bring."""
+        with self._reserve_lock:
+            return self._capacity - len(self._state.running) - self._reserved
+
     def _settle_and_fetch(self) -> tuple[int, bool]:
-        """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty)."""
+        """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty).
+
+        Each call of the round trip is settled on its own reply: a refused ack stays queued while the tasks the
+        dequeue leased still start (they would otherwise wait for their lease to expire); the first failure is
+        raised once everything that succeeded has been taken in.
+        """
         st = self._state
         ack_calls = self._outcomes.calls()
-        free = self._capacity - len(st.running)
+        free = self._free_slots()
         # Fetch in batches: wait until half the prefetch room is free, unless the handlers are running dry.
         room = max(1, (self._capacity - self.settings.concurrency) // 2)
         if st.running and free < room and len(st.running) > self.settings.concurrency:
             free = 0
         if not st.maybe_work or not st.fetching or st.stopping or free <= 0:
             if ack_calls:
-                self._outcomes.apply(ack_calls, self._broker.run_many(ack_calls))
+                self._raise(self._outcomes.apply(ack_calls, self._broker.run_each(ack_calls)))
             return 0, not st.maybe_work
         fetched = 0
-        deadline_ms = self._leases.deadline_ms()
         for qk in self._order():
-            calls = [*ack_calls, protocol.dequeue(qk, deadline_ms, free)]
-            replies = self._broker.run_many(calls)
-            self._outcomes.apply(ack_calls, replies)
+            calls = [*ack_calls, protocol.dequeue(qk, self._leases.lease_ms, free)]
+            replies = self._broker.run_each(calls)
+            error = self._outcomes.apply(ack_calls, replies[:-1])
             ack_calls = []
-            deliveries = protocol.parse_dequeue(replies[-1])
-            self._start(qk, deliveries)
-            fetched += len(deliveries)
-            free -= len(deliveries)
+            if isinstance(replies[-1], Exception):
+                self._raise(replies[-1])
+            dequeued = protocol.parse_dequeue(replies[-1])
+            self._start(qk, dequeued)
+            self._raise(error)
+            fetched += len(dequeued.deliveries)
+            free -= len(dequeued.deliveries)
             if free <= 0:
                 return fetched, False
         st.maybe_work = False  # every queue came back short: nothing more until a wake-up
         return fetched, fetched == 0
 
+    @staticmethod
+    def _raise(error: Exception | None) -> None:
+        if error is not None:
+            raise error
+
     def _wake_plan(self, group: Sequence[QueueKeys]) -> list[Fetch]:
-        """Waker thread: the dequeues to pipeline behind its next blocking pop (reads only sizes)."""
-        free = max(1, self._capacity - len(self._state.running))
-        deadline_ms = self._leases.deadline_ms()
-        return [Fetch(qk, free, protocol.dequeue(qk, deadline_ms, free)) for qk in self._order() if qk in group]
+        """Waker thread: the dequeues to pipeline behind its next blocking pop, reserving the slots they may fill
+        (one thread per cluster slot plans at once: without the reservation they would each fill every slot)."""
+        queues = [qk for qk in self._order() if qk in group]
+        with self._reserve_lock:
+            free = self._capacity - len(self._state.running) - self._reserved
+            shares = _split(free, len(queues))
+            self._reserved += sum(shares)
+        return [Fetch(qk, n, protocol.dequeue(qk, self._leases.lease_ms, n)) for qk, n in zip(queues, shares) if n]
+
+    def _release(self, plan: Sequence[Fetch]) -> None:
+        with self._reserve_lock:
+            self._reserved -= sum(f.limit for f in plan)
 
     def _take_woken(self, fetched: Fetched) -> None:
         """Run what a wake-up leased; look for more only if some queue filled the whole request."""
         st = self._state
-        if st.stopping or not st.fetching:  # leased while the signal was on its way: straight back to pending
-            requeue_fetched(self._broker, fetched)
-            return
-        for fetch, reply in fetched:
-            deliveries = protocol.parse_dequeue(reply)
-            if len(deliveries) >= fetch.limit:
-                st.maybe_work = True
-            self._start(fetch.qk, deliveries)
+        try:
+            if st.stopping or not st.fetching:  # leased while the signal was on its way: straight back to pending
+                requeue_fetched(self._broker, fetched)
+                return
+            st.maybe_work = st.maybe_work or not fetched  # a bare wake-up: the loop fetches when it has room
+            for fetch, reply in fetched:
+                dequeued = protocol.parse_dequeue(reply)
+                if len(dequeued.deliveries) >= fetch.limit:
+                    st.maybe_work = True
+                self._start(fetch.qk, dequeued)
+        finally:
+            self._release([fetch for fetch, _ in fetched])
 
-    def _start(self, qk: QueueKeys, deliveries: list[protocol.RawDelivery]) -> None:
+    def _start(self, qk: QueueKeys, dequeued: protocol.Dequeued) -> None:
         """Hand freshly leased deliveries of one queue to the runner (dead-lettering what cannot run)."""
+        if dequeued.duplicates:
+            log.warning("duplicate_reference_dropped", queue=qk.queue, ids=dequeued.duplicates[:20],
+                        count=len(dequeued.duplicates), note="a pending id of a task already leased or in another "
+                        "state; the task runs once")
+        if dequeued.seq_reset is not None:
+            log.warning("token_counter_reset", queue=qk.queue, value=dequeued.seq_reset,
+                        note="the delivery token counter was not a number")
         jobs: list[Job] = []
-        for raw in deliveries:
+        for raw in dequeued.deliveries:
             found = self._dispatcher.dispatch(qk, raw)
             if found is not None:
                 run, entry = found
@@ -301,7 +360,7 @@ class Worker:
         """Handler thread: start ``key`` unless it was handed back (the lock orders this with _hand_back)."""
         run = cast(Delivery, key)
         with self._claim_lock:
-            if run.abandoned:
+            if run.abandoned or not self._gate_open:  # a stop signal closed the gate: it goes back, unstarted
                 return False
             run.started = time.monotonic()
             return True
@@ -325,8 +384,20 @@ class Worker:
     def _notify_signal(self, signum: int) -> None:
         self._events.put((_SIGNAL, signum))
 
+    def _close_gate(self) -> None:
+        self._gate_open = False  # a plain store: safe from a signal handler (it takes no lock)
+
     def _halt_waker(self) -> None:
         self._waker.halt()
+
+    def _bound_redis(self, deadline: float) -> None:
+        self._broker.deadline = deadline
+
+    def _status(self) -> dict[str, Any]:
+        runs = list(self._state.running.values())
+        return {"service": self.spec.name, "worker_id": self.worker_id, "running": len(runs),
+                "running_tasks": [r.task.id for r in runs[:50] if r.started is not None],
+                "stopping": self._state.stopping, "fetching": self._state.fetching, **self.stats}
 
     def _hand_back(self, started: bool) -> None:
         self.stats["requeued"] += signals.hand_back(self._broker, self._state, self._claim_lock, started)
@@ -352,10 +423,18 @@ class Worker:
                 pass
             calls = self._outcomes.calls()
             if calls:
-                self._outcomes.apply(calls, self._broker.run_many(calls))
+                self._outcomes.apply(calls, self._broker.run_each(calls))
             self._heartbeat.withdraw(self._broker)
         except _REDIS_ERRORS as exc:
             log.error("shutdown_incomplete", error=str(exc),
                       hint="unfinished tasks return to pending when their lease expires")
         finally:
             self._broker.close()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` slots shared among ``parts`` queues as evenly as possible (none when there is no room)."""
+    if total <= 0 or parts <= 0:
+        return [0] * parts
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]

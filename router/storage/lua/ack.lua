@@ -1,5 +1,6 @@
 -- ack: complete tasks whose lease the caller still holds.
 -- KEYS[1] Q:active  KEYS[2] Q:msg  KEYS[3] Q:lost  KEYS[4] Q:completed  KEYS[5] Q:stats  KEYS[6] Q:done
+-- KEYS[7] Q:leased
 -- ARGV[1] now (ms)  ARGV[2] tombstone window (ms)  ARGV[3] tombstone cap
 -- then triples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none)
 -- Returns the members whose lease was no longer held (stale: another worker owns the task, or it was requeued).
@@ -14,6 +15,7 @@ for i = 4, #ARGV, 3 do
   if redis.call('ZREM', KEYS[1], member) == 1 then
     local id = string.match(member, '^(.*):%d+$')
     redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[7], id)
     local keep = tonumber(ARGV[i + 1])
     if keep > now then
       redis.call('HSET', KEYS[2], id, ARGV[i + 2])

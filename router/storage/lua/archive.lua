@@ -1,5 +1,5 @@
 -- archive: move a task to the dead letter with its reason, if the caller still holds its lease.
--- KEYS[1] Q:active  KEYS[2] Q:archived  KEYS[3] Q:msg  KEYS[4] Q:lost  KEYS[5] Q:stats
+-- KEYS[1] Q:active  KEYS[2] Q:archived  KEYS[3] Q:msg  KEYS[4] Q:lost  KEYS[5] Q:stats  KEYS[6] Q:leased
 -- ARGV[1] "<id>:<token>"  ARGV[2] now (ms)  ARGV[3] envelope with error and reason
 -- ARGV[4] max archived tasks  ARGV[5] drop archived entries older than this (ms)
 -- The archive is trimmed by age, then by size (oldest first), at most 100 entries per call, messages included.
@@ -11,6 +11,7 @@ end
 local id = string.match(ARGV[1], '^(.*):%d+$')
 redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[6], id)
 redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
 redis.call('HINCRBY', KEYS[5], 'archived', 1)

@@ -1,12 +1,19 @@
 -- maintain: recover expired leases and promote due retry and scheduled tasks; safe to run from many workers.
 -- KEYS[1] Q:active  KEYS[2] Q:pending  KEYS[3] Q:retry  KEYS[4] Q:scheduled  KEYS[5] Q:lost  KEYS[6] Q:wake
--- KEYS[7] Q:stats
--- ARGV[1] now (ms)  ARGV[2] lease cutoff (ms; leases with a deadline before it are expired)  ARGV[3] batch limit
--- Expired leases go to the front of pending (they were next once already) with their lost-lease count raised;
--- due tasks go to the back. Returns {recovered, promoted, next due time in ms or -1, pending count} (the count
--- lets idle workers notice work that no wake token announced, e.g. after a queue is unpaused).
--- An idle queue costs three ZRANGE calls: the range scans run only when the earliest entry is due.
-local now, cutoff, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- KEYS[7] Q:stats  KEYS[8] Q:leased  KEYS[9] Q:quarantine
+-- ARGV[1] now (ms, the caller's clock: retry and scheduled times are the producers' and workers' times)
+-- ARGV[2] recovery grace (ms)  ARGV[3] batch limit
+-- Leases are judged by Redis's own clock (dequeue.lua sets them so): a lease whose deadline passed more than the
+-- grace ago is expired. Its task goes to the front of pending (it was next once already) with its lost-lease count
+-- raised. An active member that is not "<id>:<token>" is corrupt: it moves to Q:quarantine, where a worker archives
+-- it with reason 'corrupt'. Due tasks go to the back of pending.
+-- Returns {recovered, promoted, ms until the next lease expiry or due task (-1: none), pending count, quarantined
+-- entries waiting}. The pending count lets idle workers notice work that no wake token announced (an unpaused
+-- queue). An idle queue costs three ZRANGE calls: the range scans run only when the earliest entry is due.
+local now, grace, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cutoff = redis_now - grace
 
 local function earliest(key)
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -14,20 +21,29 @@ local function earliest(key)
   return nil
 end
 
-local recovered = 0
-local t = earliest(KEYS[1])
-if t and t < cutoff then
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, limit)
+local recovered, corrupt = 0, 0
+local lease = earliest(KEYS[1])
+if lease and lease < cutoff then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
   for _, member in ipairs(expired) do
-    local id = string.match(member, '^(.*):%d+$')
     redis.call('ZREM', KEYS[1], member)
-    redis.call('HINCRBY', KEYS[5], id, 1)
-    redis.call('RPUSH', KEYS[2], id)
+    local id = string.match(member, '^(.*):%d+$')
+    if id then
+      redis.call('HDEL', KEYS[8], id)
+      -- HINCRBY would fail on a corrupt (non-numeric) counter; the worker archives that task as 'corrupt'.
+      local lost = redis.call('HGET', KEYS[5], id)
+      if not lost or tonumber(lost) then redis.call('HSET', KEYS[5], id, (tonumber(lost) or 0) + 1) end
+      redis.call('RPUSH', KEYS[2], id)
+      recovered = recovered + 1
+    else
+      redis.call('RPUSH', KEYS[9], 'member\0' .. member)
+      corrupt = corrupt + 1
+    end
   end
-  recovered = #expired
-  t = earliest(KEYS[1])
+  lease = earliest(KEYS[1])
 end
-local next_due = t or -1
+local next_in = -1
+if lease then next_in = math.max(0, lease + grace - redis_now) end
 
 local promoted = 0
 for _, key in ipairs({KEYS[3], KEYS[4]}) do
@@ -41,11 +57,15 @@ for _, key in ipairs({KEYS[3], KEYS[4]}) do
     promoted = promoted + #due
     d = earliest(key)
   end
-  if d and (next_due < 0 or d < next_due) then next_due = d end
+  if d then
+    local due_in = math.max(0, d - now)
+    if next_in < 0 or due_in < next_in then next_in = due_in end
+  end
 end
 
 if recovered + promoted > 0 then
   if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], '1') end
   if recovered > 0 then redis.call('HINCRBY', KEYS[7], 'recovered', recovered) end
 end
-return {recovered, promoted, tostring(next_due), redis.call('LLEN', KEYS[2])}
+if corrupt > 0 then redis.call('HINCRBY', KEYS[7], 'corrupt', corrupt) end
+return {recovered, promoted, next_in, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[9])}

@@ -1,11 +1,13 @@
 -- requeue: give leased tasks back to the front of pending at once (graceful shutdown), without counting a failure.
--- KEYS[1] Q:active  KEYS[2] Q:pending  KEYS[3] Q:wake  KEYS[4] Q:stats
+-- KEYS[1] Q:active  KEYS[2] Q:pending  KEYS[3] Q:wake  KEYS[4] Q:stats  KEYS[5] Q:leased
 -- ARGV    "<id>:<token>" members
 -- Returns how many were requeued; members whose lease was no longer held are skipped.
 local n = 0
 for i = 1, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('RPUSH', KEYS[2], string.match(ARGV[i], '^(.*):%d+$'))
+    local id = string.match(ARGV[i], '^(.*):%d+$')
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('RPUSH', KEYS[2], id)
     n = n + 1
   end
 end

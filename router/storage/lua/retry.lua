@@ -1,5 +1,5 @@
 -- retry: a delivery failed; schedule the task to run again, if the caller still holds its lease.
--- KEYS[1] Q:active  KEYS[2] Q:retry  KEYS[3] Q:msg  KEYS[4] Q:lost  KEYS[5] Q:stats
+-- KEYS[1] Q:active  KEYS[2] Q:retry  KEYS[3] Q:msg  KEYS[4] Q:lost  KEYS[5] Q:stats  KEYS[6] Q:leased
 -- ARGV[1] "<id>:<token>"  ARGV[2] retry at (ms)  ARGV[3] envelope recording the failure
 -- Returns 1 when done, 0 when the lease was no longer held (nothing changed).
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
@@ -9,6 +9,7 @@ end
 local id = string.match(ARGV[1], '^(.*):%d+$')
 redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[6], id)
 redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
 redis.call('HINCRBY', KEYS[5], 'retried', 1)

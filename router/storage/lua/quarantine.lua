@@ -1,0 +1,33 @@
+-- quarantine: archive entries the sweep or the maintenance found corrupt, with the envelopes a worker built.
+-- KEYS[1] Q:quarantine  KEYS[2] Q:msg  KEYS[3] Q:archived  KEYS[4] Q:stats  KEYS[5] Q:leased  KEYS[6] Q:pending
+-- KEYS[7] Q:scheduled  KEYS[8] Q:retry  KEYS[9] Q:completed  KEYS[10] Q:lost
+-- ARGV[1] now (ms), then triples: quarantine entry, id to archive under, envelope (with reason and details)
+-- An entry is archived only if it is still waiting in Q:quarantine (another worker may have done it), an orphaned
+-- message only if still nothing references it, a missing one only if it is still missing. Returns how many entries
+-- were archived.
+local now = ARGV[1]
+local archived = 0
+
+local function referenced(id)
+  if redis.call('HEXISTS', KEYS[5], id) == 1 then return true end
+  for _, key in ipairs({KEYS[7], KEYS[8], KEYS[3], KEYS[9]}) do
+    if redis.call('ZSCORE', key, id) then return true end
+  end
+  return redis.call('LPOS', KEYS[6], id) ~= false
+end
+
+for i = 2, #ARGV, 3 do
+  local entry, id, env = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('LREM', KEYS[1], 1, entry) == 1 then
+    local orphan = string.sub(entry, 1, 7) == 'orphan\0'
+    local missing = string.sub(entry, 1, 8) == 'missing\0'
+    if not ((orphan and referenced(id)) or (missing and redis.call('HEXISTS', KEYS[2], id) == 1)) then
+      redis.call('HSET', KEYS[2], id, env)
+      redis.call('ZADD', KEYS[3], now, id)
+      if orphan then redis.call('HDEL', KEYS[10], id) end
+      archived = archived + 1
+    end
+  end
+end
+if archived > 0 then redis.call('HINCRBY', KEYS[4], 'archived', archived) end
+return archived
