@@ -196,7 +196,7 @@ def archived(client: Any, q: QueueKeys) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for raw_id in client.zrange(q.archived, 0, -1):
         env = client.hget(q.messages, raw_id)
-        out[raw_id.decode()] = json.loads(env) if env is not None else {}
+        out[raw_id.decode("utf-8", "surrogateescape")] = json.loads(env) if env is not None else {}
     return out
 
 

@@ -107,6 +107,7 @@ class _Line:
         self._pid = os.getpid()
         self._interrupted = False
         self._last_used = 0.0
+        self._busy_since: float | None = None  # monotonic start of the call in progress
 
     def _in_this_process(self) -> None:
         # A forked child must not share its parent's socket, nor a lock some parent thread held at fork time.
@@ -136,6 +137,7 @@ class _Line:
             return None
         try:
             conn = self._usable()
+            self._busy_since = time.monotonic()
             try:
                 conn.send_packed_command(_pack(conn, commands))
                 replies: list[Any] = []
@@ -150,6 +152,7 @@ class _Line:
                 raise
             finally:
                 self._last_used = time.monotonic()
+                self._busy_since = None
         finally:
             self._lock.release()
 
@@ -161,6 +164,11 @@ class _Line:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def busy_for(self) -> float:
+        """Seconds the call in progress has been waiting (0 when idle); safe from a signal handler."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def close(self) -> None:
         """Give the connection back to the pool."""
@@ -249,21 +257,25 @@ class SyncBroker:
     def heartbeat(self, sk: ServiceKeys, worker_id: str, doc: str, now_ms: int, ttl_ms: int, prune: bool) -> None:
         """Publish a worker's heartbeat; with ``prune``, also drop expired entries from the service's index
         (readers filter by expiry anyway, so pruning now and then keeps an idle worker's command rate low)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(sk.worker(worker_id), doc, px=ttl_ms)
-        pipe.zadd(sk.workers, {worker_id: now_ms + ttl_ms})
+        commands: list[tuple[Any, ...]] = [
+            ("SET", sk.worker(worker_id), doc, "PX", ttl_ms),
+            ("ZADD", sk.workers, now_ms + ttl_ms, worker_id),
+        ]
         if prune:
-            pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
-        with _refusals("the heartbeat"):
-            pipe.execute()
+            commands.append(("ZREMRANGEBYSCORE", sk.workers, "-inf", now_ms))
+        self._plain(commands, "the heartbeat")
 
     def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
         """Withdraw a worker's heartbeat at clean exit."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(sk.worker(worker_id))
-        pipe.zrem(sk.workers, worker_id)
-        with _refusals("the heartbeat's removal"):
-            pipe.execute()
+        self._plain([("DEL", sk.worker(worker_id)), ("ZREM", sk.workers, worker_id)], "the heartbeat's removal")
+
+    def _plain(self, commands: Sequence[tuple[Any, ...]], what: str) -> list[Any]:
+        """Plain commands in one round trip (over the held line, so a stopping worker's deadline bounds them);
+        the first error raised, a refusal as a BrokerError naming ``what``."""
+        replies = self._round_trip(commands)
+        for reply in replies:
+            _check(reply, what)
+        return replies
 
     def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
         """Heartbeat documents of a service's live workers."""
@@ -317,16 +329,32 @@ class SyncBroker:
             raise BrokerError(f"CONFIG GET refused: {exc}") from exc
         return out
 
-    def wait_wake_then(self, keys: Sequence[str], timeout_s: float, calls: Sequence[Call]) -> tuple[bool, list[Any]]:
+    def wait_wake_then(self, keys: Sequence[str], timeout_s: float, calls: Sequence[Call]) -> tuple[Any, list[Any]]:
         """Block until one of the wake lists (all in one slot) has a token or the timeout passes, then run
         ``calls`` (same slot) at once in the same round trip: pipelined behind the blocking pop, Redis runs them
-        the moment it returns. Returns whether a token came, and the calls' replies."""
+        the moment it returns.
+
+        Returns whether a token came (or the pop's own error, as an exception object), and each call's reply (an
+        exception object for a call that failed, as :meth:`run_each` settles them): the calls run even when the
+        pop is refused, so what they leased must still be taken in or handed back."""
         replies = self._round_trip([("BLPOP", *keys, timeout_s), *map(_evalsha, calls)])
-        woke = _check(replies[0], _BLPOP) is not None
+        pop = replies[0]
+        if isinstance(pop, ResponseError) and not isinstance(pop, TRANSIENT_ERRORS):
+            pop = _refused(pop, _BLPOP)
+        woke: Any = pop if isinstance(pop, Exception) else pop is not None
         settled = replies[1:]
         for i, reply in enumerate(settled):
-            settled[i] = self._by_source(calls[i]) if isinstance(reply, NoScriptError) else _check(reply, calls[i])
+            if isinstance(reply, NoScriptError):
+                settled[i] = self._by_source(calls[i])
+            elif isinstance(reply, ResponseError) and not isinstance(reply, TRANSIENT_ERRORS):
+                settled[i] = _refused(reply, f"script {calls[i].script.name!r}")
         return woke, settled
+
+    def interrupt_if_stuck(self, after_s: float) -> None:
+        """End the call in progress if it has waited more than ``after_s`` (a frozen Redis); a healthy round trip
+        takes milliseconds and is never cut. Takes no lock, so a signal handler may call it."""
+        if self._line is not None and self._line.busy_for() > after_s:
+            self._line.interrupt()
 
     def interrupt(self) -> bool:
         """From another thread: end a blocking call now; False when this client cannot (a cluster client)."""

@@ -154,10 +154,15 @@ def hand_back(broker: SyncBroker, st: LoopState, claim_lock: threading.Lock, sta
     if not by_queue:
         return 0
     try:
-        replies = broker.run_many([protocol.requeue(qk, m) for qk, m in by_queue.items()])
+        replies = broker.run_each([protocol.requeue(qk, m) for qk, m in by_queue.items()])
     except TRANSIENT_ERRORS as exc:
-        log.warning("requeue_failed", error=str(exc), hint="the tasks return when their lease expires")
-        return 0
-    n = sum(int(r) for r in replies)
+        replies = [exc] * len(by_queue)
+    n = 0
+    for qk, reply in zip(by_queue, replies):
+        if isinstance(reply, Exception):  # each queue on its own: one refusal must not strand the others
+            log.warning("requeue_failed", queue=qk.queue, error=str(reply),
+                        hint="the tasks return when their lease expires")
+        else:
+            n += int(reply)
     log.warning("tasks_requeued_at_shutdown" if st.stopping else "tasks_requeued", count=n, running=started)
     return n

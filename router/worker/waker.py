@@ -41,15 +41,16 @@ class Fetch:
 Plan = Callable[[Sequence[QueueKeys]], list[Fetch]]
 #: Gives back the slots a plan reserved when nothing it fetched reaches the worker.
 Release = Callable[[Sequence[Fetch]], None]
-#: Receives what a wake-up fetched: each fetch with its raw dequeue reply (possibly all empty).
+#: Receives what a wake-up fetched: each fetch with its raw dequeue reply (possibly empty, or the exception of a
+#: dequeue that failed while the others of the round trip went through).
 Fetched = list[tuple[Fetch, Any]]
 OnWake = Callable[[Fetched], None]
 
 
 def requeue_fetched(broker: SyncBroker, fetched: Fetched) -> None:
     """Put what a wake-up leased back at the front of pending (it arrived after its worker stopped fetching)."""
-    calls = [protocol.requeue(f.qk, members) for f, reply in fetched
-             if (members := [d.member for d in protocol.parse_dequeue(reply).deliveries])]
+    calls = [protocol.requeue(f.qk, members) for f, reply in fetched if not isinstance(reply, Exception)
+             and (members := [d.member for d in protocol.parse_dequeue(reply).deliveries])]
     if not calls:
         return
     try:
@@ -136,12 +137,14 @@ class Waker:
                     backoff = min(backoff * 2, 2.0)
                     continue
                 fetched = list(zip(plan, replies))
-                if self._stopped.is_set():
+                if self._stopped.is_set() or isinstance(woke, Exception):
                     requeue_fetched(broker, fetched)
                     self._release(plan)
-                elif woke or any(len(reply) > 1 or reply[0] for _, reply in fetched):  # [notes, *deliveries]
+                    if isinstance(woke, Exception):
+                        raise woke  # the pop itself was refused (ACL): this thread cannot go on
+                elif woke or any(isinstance(r, Exception) or len(r) > 1 or r[0] for _, r in fetched):
                     self._armed.clear()
-                    self._on_wake(fetched)
+                    self._on_wake(fetched)  # a reply is [notes, *deliveries]
                 else:
                     self._release(plan)
             broker.close()

@@ -10,6 +10,7 @@ are decoded or dead-lettered by :mod:`~router.worker.dispatch`; handlers run in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -33,12 +34,12 @@ from router.service import Service
 from router.storage import protocol
 from router.storage.broker import SyncBroker
 from router.storage.connection import BLOCK_S, TRANSIENT_ERRORS, Role, SyncRedis, connect
-from router.storage.keys import QueueKeys, service_keys, service_queue_keys
+from router.storage.keys import service_keys, service_queue_keys
 from router.worker import signals
 from router.worker.backoff import Backoff, exponential_jitter
 from router.worker.dispatch import Dispatcher
-from router.worker.execution import HandlerRunner, Job, Middleware, Outcome
-from router.worker.fetch import QueueOrder
+from router.worker.execution import HandlerRunner, Middleware, Outcome
+from router.worker.fetch import Fetcher, QueueOrder
 from router.worker.heartbeat import Heartbeat
 from router.worker.integrity import SWEEP_EVERY_S, Integrity
 from router.worker.leases import Leases
@@ -47,11 +48,13 @@ from router.worker.settings import WorkerSettings
 from router.worker.settlement import ArchivePolicy, Settlements
 from router.worker.state import Delivery, LoopState
 from router.worker.timeouts import fail_timed_out, next_timeout
-from router.worker.waker import Fetch, Fetched, Waker, requeue_fetched
+from router.worker.waker import Fetched, Waker
 
 log = structlog.get_logger(__name__)
 
 _DONE, _WAKE, _SIGNAL, _FATAL = range(4)
+#: A stop signal cuts short a round trip that has waited this long (Redis frozen, not down).
+UNSTICK_AFTER_S = 1.0
 _REDIS_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
 
 
@@ -98,9 +101,6 @@ class Worker:
         self._state = LoopState()
         self._claim_lock = threading.Lock()
         self._gate_open = True  # closed by a stop signal: no task may start after it
-        self._reserve_lock = threading.Lock()
-        self._reserved = 0  # handler slots that wake-up fetches in flight may fill
-        self._capacity = s.concurrency + (s.concurrency if s.prefetch is None else s.prefetch)
         self._outcomes = Settlements(
             registry,
             completed_by=f"{self.spec.name}/{self.worker_id}",
@@ -135,16 +135,20 @@ class Worker:
     def run(self, burst: bool = False) -> None:
         """Process tasks until stopped, or with ``burst`` until nothing is pending or running."""
         self._state = LoopState()  # a worker can run again after stop() or a burst
-        self._gate_open, self._reserved = True, 0
+        self._gate_open = True
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
         self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
+        fetch = self._fetch = Fetcher(self.queues, self._order, self.settings, self._state, self._broker,
+                                      self._outcomes, self._dispatcher, self._leases, self._runner.submit)
         # The dequeue pipelined behind a blocking pop is leased from the moment it was planned: keep the block
         # short next to the lease.
         block_s = min(BLOCK_S, self.settings.lease_s / 4)
         waker = self._waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
-                                    self._wake_plan, self._release, self._on_wake, self._on_fatal)
+                                    fetch.wake_plan, fetch.release, self._on_wake, self._on_fatal)
         self._signals.install()
+        watching = threading.Event()
+        threading.Thread(target=self._watch_stop, args=(watching,), name="router-stop-watch", daemon=True).start()
         try:
             for problem in self.handler_problems:
                 log.warning("handler_mismatch_overridden", service=self.spec.name, problem=problem)
@@ -162,6 +166,7 @@ class Worker:
                 self._shutdown()
                 log.info("worker_stopped", service=self.spec.name, worker_id=self.worker_id, **self.stats)
         finally:
+            watching.set()
             self._signals.restore()  # only now: a second signal during the shutdown is still ours to handle
 
     # -- main loop ------------------------------------------------------------------------------------------------
@@ -179,7 +184,7 @@ class Worker:
             if st.stopping and (not st.running or st.immediate or time.monotonic() >= st.stop_deadline):
                 return
             try:
-                fetched, empty = self._settle_and_fetch()
+                fetched, empty = self._fetch.settle_and_fetch()
                 now_m = time.monotonic()
                 if now_m >= next_extend:
                     self._leases.extend(self._broker, st.running.values())
@@ -220,7 +225,7 @@ class Worker:
                 self._drain_events(block_s=backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 2.0)
                 continue
-            if fetched and len(st.running) < self._capacity:
+            if fetched and len(st.running) < self._fetch.capacity:
                 continue  # the queue may hold more: fetch again before sleeping
             if empty and st.fetching and not st.stopping:
                 waker.arm()
@@ -248,7 +253,7 @@ class Worker:
                 for run, outcome in value:
                     self._settle(run, outcome)
             elif kind == _WAKE:
-                self._take_woken(value)
+                self._fetch.take_woken(value)
             elif kind == _SIGNAL:
                 self._signals.apply(value, self._state)
             elif kind == _FATAL:
@@ -260,102 +265,7 @@ class Worker:
             except queue.Empty:
                 return
 
-    # -- fetch and settle -----------------------------------------------------------------------------------------
-    def _free_slots(self) -> int:
-        """Deliveries this worker may still lease: capacity minus what it holds and wake-ups may bring."""
-        with self._reserve_lock:
-            return self._capacity - len(self._state.running) - self._reserved
-
-    def _settle_and_fetch(self) -> tuple[int, bool]:
-        """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty).
-
-        Each call of the round trip is settled on its own reply: a refused ack stays queued while the tasks the
-        dequeue leased still start (they would otherwise wait for their lease to expire); the first failure is
-        raised once everything that succeeded has been taken in.
-        """
-        st = self._state
-        ack_calls = self._outcomes.calls()
-        free = self._free_slots()
-        # Fetch in batches: wait until half the prefetch room is free, unless the handlers are running dry.
-        room = max(1, (self._capacity - self.settings.concurrency) // 2)
-        if st.running and free < room and len(st.running) > self.settings.concurrency:
-            free = 0
-        if not st.maybe_work or not st.fetching or st.stopping or free <= 0:
-            if ack_calls:
-                self._raise(self._outcomes.apply(ack_calls, self._broker.run_each(ack_calls)))
-            return 0, not st.maybe_work
-        fetched = 0
-        for qk in self._order():
-            calls = [*ack_calls, protocol.dequeue(qk, self._leases.lease_ms, free)]
-            replies = self._broker.run_each(calls)
-            error = self._outcomes.apply(ack_calls, replies[:-1])
-            ack_calls = []
-            if isinstance(replies[-1], Exception):
-                self._raise(replies[-1])
-            dequeued = protocol.parse_dequeue(replies[-1])
-            self._start(qk, dequeued)
-            self._raise(error)
-            fetched += len(dequeued.deliveries)
-            free -= len(dequeued.deliveries)
-            if free <= 0:
-                return fetched, False
-        st.maybe_work = False  # every queue came back short: nothing more until a wake-up
-        return fetched, fetched == 0
-
-    @staticmethod
-    def _raise(error: Exception | None) -> None:
-        if error is not None:
-            raise error
-
-    def _wake_plan(self, group: Sequence[QueueKeys]) -> list[Fetch]:
-        """Waker thread: the dequeues to pipeline behind its next blocking pop, reserving the slots they may fill
-        (one thread per cluster slot plans at once: without the reservation they would each fill every slot)."""
-        queues = [qk for qk in self._order() if qk in group]
-        with self._reserve_lock:
-            free = self._capacity - len(self._state.running) - self._reserved
-            shares = _split(free, len(queues))
-            self._reserved += sum(shares)
-        return [Fetch(qk, n, protocol.dequeue(qk, self._leases.lease_ms, n)) for qk, n in zip(queues, shares) if n]
-
-    def _release(self, plan: Sequence[Fetch]) -> None:
-        with self._reserve_lock:
-            self._reserved -= sum(f.limit for f in plan)
-
-    def _take_woken(self, fetched: Fetched) -> None:
-        """Run what a wake-up leased; look for more only if some queue filled the whole request."""
-        st = self._state
-        try:
-            if st.stopping or not st.fetching:  # leased while the signal was on its way: straight back to pending
-                requeue_fetched(self._broker, fetched)
-                return
-            st.maybe_work = st.maybe_work or not fetched  # a bare wake-up: the loop fetches when it has room
-            for fetch, reply in fetched:
-                dequeued = protocol.parse_dequeue(reply)
-                if len(dequeued.deliveries) >= fetch.limit:
-                    st.maybe_work = True
-                self._start(fetch.qk, dequeued)
-        finally:
-            self._release([fetch for fetch, _ in fetched])
-
-    def _start(self, qk: QueueKeys, dequeued: protocol.Dequeued) -> None:
-        """Hand freshly leased deliveries of one queue to the runner (dead-lettering what cannot run)."""
-        if dequeued.duplicates:
-            log.warning("duplicate_reference_dropped", queue=qk.queue, ids=dequeued.duplicates[:20],
-                        count=len(dequeued.duplicates), note="a pending id of a task already leased or in another "
-                        "state; the task runs once")
-        if dequeued.seq_reset is not None:
-            log.warning("token_counter_reset", queue=qk.queue, value=dequeued.seq_reset,
-                        note="the delivery token counter was not a number")
-        jobs: list[Job] = []
-        for raw in dequeued.deliveries:
-            found = self._dispatcher.dispatch(qk, raw)
-            if found is not None:
-                run, entry = found
-                self._state.running[run.member] = run
-                jobs.append((run, entry, run.task))
-        if jobs:
-            self._runner.submit(jobs)
-
+    # -- handler threads ----------------------------------------------------------------------------------------
     def _claim(self, key: object) -> bool:
         """Handler thread: start ``key`` unless it was handed back (the lock orders this with _hand_back)."""
         run = cast(Delivery, key)
@@ -387,6 +297,13 @@ class Worker:
     def _close_gate(self) -> None:
         self._gate_open = False  # a plain store: safe from a signal handler (it takes no lock)
 
+    def _watch_stop(self, done: threading.Event) -> None:
+        """Once a stop closed the gate, cut short a round trip stuck on a frozen Redis: the main loop would
+        otherwise apply the signal only after a whole read timeout."""
+        while not done.wait(UNSTICK_AFTER_S / 4):
+            if not self._gate_open:
+                self._broker.interrupt_if_stuck(UNSTICK_AFTER_S)
+
     def _halt_waker(self) -> None:
         self._waker.halt()
 
@@ -412,29 +329,31 @@ class Worker:
         return SyncBroker(connect(self.url, Role.BLOCKING))
 
     def _shutdown(self) -> None:
-        """Put unfinished tasks back to pending at once, settle the finished ones, withdraw the heartbeat."""
+        """Put unfinished tasks back to pending at once, settle the finished ones, withdraw the heartbeat.
+
+        Each step runs whatever the others met (a refused call, a frozen Redis past the deadline), so one failure
+        does not strand what the rest could still settle.
+        """
         self._state.stopping = True  # also after an error: a late wake-up's tasks go back, not to the runner
         self._runner.shutdown()
+        self._hand_back(True)  # skips deliveries whose handler already finished...
+        with contextlib.suppress(WorkerCrashed, *_REDIS_ERRORS):
+            self._drain_events(block_s=0.0)  # ...which are settled here instead
+        failures: list[str] = []
+        calls = self._outcomes.calls()
         try:
-            self._hand_back(True)  # skips deliveries whose handler already finished...
-            try:
-                self._drain_events(block_s=0.0)  # ...which are settled here instead
-            except WorkerCrashed:
-                pass
-            calls = self._outcomes.calls()
             if calls:
-                self._outcomes.apply(calls, self._broker.run_each(calls))
+                error = self._outcomes.apply(calls, self._broker.run_each(calls))
+                if error is not None:
+                    failures.append(str(error))
+        except _REDIS_ERRORS as exc:
+            failures.append(str(exc))
+        try:
             self._heartbeat.withdraw(self._broker)
         except _REDIS_ERRORS as exc:
-            log.error("shutdown_incomplete", error=str(exc),
-                      hint="unfinished tasks return to pending when their lease expires")
-        finally:
-            self._broker.close()
+            failures.append(str(exc))
+        if failures:
+            log.error("shutdown_incomplete", error=failures[0],
+                      hint="unsettled tasks return to pending when their lease expires; the heartbeat expires")
+        self._broker.close()
 
-
-def _split(total: int, parts: int) -> list[int]:
-    """``total`` slots shared among ``parts`` queues as evenly as possible (none when there is no room)."""
-    if total <= 0 or parts <= 0:
-        return [0] * parts
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
