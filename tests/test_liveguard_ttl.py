@@ -64,9 +64,10 @@ def test_heartbeats_are_read_once_per_service_within_the_ttl(
         withdraw(redis_url, registry, "email", "e1")
         client.enqueue("email.welcome", {})
         assert heartbeat_reads(redis_client) - before == 2
-    with router.Client(registry, url=redis_url, live_guard=True, live_guard_ttl_s=3600) as fresh:
-        with pytest.raises(router.NoLiveWorker):  # a new client reads again and sees no email worker
-            fresh.enqueue("email.welcome", {})
+    # A new client reads again and sees no email worker.
+    with router.Client(registry, url=redis_url, live_guard=True, live_guard_ttl_s=3600) as fresh, \
+            pytest.raises(router.NoLiveWorker):
+        fresh.enqueue("email.welcome", {})
 
 
 def test_heartbeats_are_read_again_once_the_ttl_passed(

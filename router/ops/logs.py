@@ -31,6 +31,8 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (PrintLogger writes the newline separately): with PYTHONUNBUFFERED, the processes of a
+        # worker group sharing one stderr would otherwise interleave their JSON lines.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
