@@ -194,8 +194,8 @@ def test_demo_exits_1_when_tasks_do_not_finish_or_the_registry_is_invalid(tmp_pa
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: 1\nservices: {svc: {tasks: {svc.job: {queue: nope}}}}\n")
-    run = run_router(["demo", "--registry", str(broken)], cwd=tmp_path)
-    assert run.code == 1 and run.stderr.startswith("error: 1 problem(s) in the registry")
+    run = run_router(["demo"], cwd=tmp_path, env=env_without_pythonpath({"ROUTER_REGISTRY": str(broken)}))
+    assert run.code == 1 and run.stderr.startswith(f"error: 1 problem(s) in the registry:\n{broken}:2:")
     assert "Traceback" not in run.stderr
 
 
