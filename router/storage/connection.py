@@ -100,13 +100,16 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     usage = "use redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]"
     if not hosts or not path:
         raise ValueError(f"invalid Sentinel URL {url!r}: {usage}")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):  # refused, never silently read as db 0
+        raise ValueError(f"invalid master/db {'/'.join(path)!r} in Sentinel URL {url!r} (the db is a number): "
+                         f"{usage}")
     sentinels = []
     for item in hosts.split(","):
         host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"invalid Sentinel address {item!r} in {url!r}: {usage}")
         sentinels.append((host.strip("[]"), int(port)))
-    db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
+    db = int(path[1]) if len(path) == 2 else 0
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return SentinelTarget(tuple(sentinels), path[0], db, user, password, parts.scheme.startswith("rediss"))
