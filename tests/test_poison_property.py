@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any
 
+import pytest
 import redis
 from enginekit import build_registry, fast_settings, qk, task
 from hypothesis import HealthCheck, given, settings
@@ -72,6 +73,7 @@ _entry = st.one_of(
 )
 
 
+@pytest.mark.timeout(max(120, EXAMPLES // 4))  # about 30 ms an example: a nightly run needs longer than 120 s
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(entries=st.lists(st.tuples(_entry, _suffix), min_size=1, max_size=8), seq=st.one_of(st.none(), _message),
        valid_before=st.integers(0, 2), valid_after=st.integers(0, 2))
