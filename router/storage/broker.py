@@ -69,8 +69,11 @@ def _time_left(deadline: float | None) -> dict[str, float]:
 
 def _refused(exc: ResponseError, what: str) -> BrokerError:
     """A BrokerError for a command Redis refused (an ACL denial, out of memory, a script error), naming the fix."""
-    hint = ("; grant the service's ACL user that command and key pattern (docs/operations.md lists them)"
-            if isinstance(exc, redis.exceptions.NoPermissionError) else "")
+    text = str(exc)
+    denied = isinstance(exc, redis.exceptions.NoPermissionError) or "can't run this command" in text \
+        or "no permissions" in text  # inside a script, an ACL denial is a script error
+    hint = "; grant the service's ACL user that command and key pattern (docs/operations.md lists them)" \
+        if denied else ""
     return BrokerError(f"Redis refused {what}: {exc}{hint}")
 
 
