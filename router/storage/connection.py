@@ -4,8 +4,8 @@ Schemes: ``redis://``, ``rediss://`` and ``unix://`` for one server; ``redis+clu
 ``rediss+cluster://``) for Redis Cluster; ``redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]``
 for a master found through Sentinel (the client asks the Sentinels again after a failover). Producers fail fast
 and router decides what to retry (an enqueue is idempotent by task id); consumers back off in their own loop, so
-redis-py's built-in retry is off everywhere (``../shared/reference/reliability.md`` 2.5: its defaults can block a
-command for a minute).
+redis-py's built-in retry is off everywhere: its defaults retry a timed-out command with backoff, which can block a
+caller for about a minute on an unresponsive server.
 """
 
 from __future__ import annotations
