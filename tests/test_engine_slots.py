@@ -20,18 +20,29 @@ from router.storage.keys import QueueKeys, ServiceKeys
 NOW = 1_700_000_000_000
 ENV = encode_new("svc.task", '{"a":1}', NOW)
 
+def overview_states(q: QueueKeys) -> list[tuple[str, str, bool]]:
+    return [("pending", q.pending, True), ("archived", q.archived, False)]
+
+
 #: One example call per protocol builder; the test below fails when a builder is added without an entry here.
 BUILDERS: dict[str, Callable[[QueueKeys], protocol.Call]] = {
     "enqueue": lambda q: protocol.enqueue(q, [("t1", ENV), ("t2", ENV)]),
     "dequeue": lambda q: protocol.dequeue(q, 30_000, 10),
     "ack": lambda q: protocol.ack(q, NOW, [protocol.Completion("t1:1"), protocol.Completion("t2:2", NOW + 5, ENV)]),
-    "retry": lambda q: protocol.retry(q, "t1:1", NOW + 1000, ENV),
+    "retry": lambda q: protocol.retry(q, "t1:1", NOW + 1000, ENV, now_ms=NOW),
     "archive": lambda q: protocol.archive(q, "t1:1", NOW, ENV, 100, 86_400_000),
     "requeue": lambda q: protocol.requeue(q, ["t1:1", "t2:2"]),
     "extend": lambda q: protocol.extend(q, 30_000, ["t1:1", "t2:2"]),
     "maintain": lambda q: protocol.maintain(q, NOW, 1000),
     "sweep": lambda q: protocol.sweep(q, 100, 10_000, new_pass=True),
     "quarantine": lambda q: protocol.quarantine(q, NOW, [(b"orphan\0t9", "t9", ENV)]),
+    "pause": lambda q: protocol.pause(q, NOW),
+    "unpause": protocol.unpause,
+    "run": lambda q: protocol.run(q, "*", [("t1", ""), ("t2", ENV)]),
+    "delete": lambda q: protocol.delete(q, "*", ["t1", "t2"]),
+    "delete_batch": lambda q: protocol.delete_batch(q, "archived", 100),
+    "overview": lambda q: protocol.overview(q, overview_states(q), [471_000, 471_001]),
+    "page": lambda q: protocol.page(q, q.pending, "l", 10, 5, "t1", 3),
 }
 
 SAMPLE_QUEUES = [
@@ -114,7 +125,7 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     try:
         for q in SAMPLE_QUEUES[:8]:  # two services x four queues, on whichever masters they hash to
             for name in ("enqueue", "dequeue", "extend", "ack", "retry", "archive", "requeue", "maintain", "sweep",
-                         "quarantine"):
+                         "quarantine", "pause", "overview", "unpause", "run", "page", "delete", "delete_batch"):
                 replies[name] = broker.run(BUILDERS[name](q))
             # One round trip across slots too (the worker pipelines ack + dequeue of different queues).
             many = broker.run_many([BUILDERS["maintain"](q) for q in SAMPLE_QUEUES])
@@ -130,6 +141,12 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     assert protocol.parse_maintain(replies["maintain"]).recovered == 0
     assert protocol.parse_sweep(replies["sweep"]).quarantined == 0  # every structure of the queue is consistent
     assert replies["quarantine"] == 0  # nothing was waiting in the quarantine
+    assert replies["pause"] == 1 and replies["unpause"] == 1
+    assert protocol.parse_overview(overview_states(SAMPLE_QUEUES[7]), replies["overview"]).paused_since_ms == NOW
+    assert protocol.parse_run(replies["run"]) == ["", ""]  # neither task is archived, retrying or scheduled
+    assert protocol.parse_page(replies["page"]).total == 0
+    assert protocol.parse_delete(replies["delete"]) == (1, ["", "completed"])  # t2 was retained by the ack
+    assert protocol.parse_delete(replies["delete_batch"]) == (0, [])
 
 
 def key_slot(key: str) -> int:

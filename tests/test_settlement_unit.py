@@ -73,7 +73,7 @@ def test_complete_without_retention_is_a_bare_ack(registry: Registry) -> None:
     [call] = s.calls()
     assert call.script is protocol.ACK
     assert call.keys == (run.qk.active, run.qk.messages, run.qk.lost, run.qk.completed, run.qk.stats, run.qk.done,
-                         run.qk.leased)
+                         run.qk.leased, run.qk.minutes(NOW_MS // 3_600_000))
     # now, tombstone window, tombstone cap, then (member, retain-until 0: delete now, no envelope)
     assert call.args == (NOW_MS, 1234, 99, "t1:7", 0, "")
 
@@ -115,11 +115,12 @@ def test_failure_within_max_retry_is_a_retry_with_backoff(registry: Registry) ->
     [call] = s.calls()
     assert call.script is protocol.RETRY
     assert backoff.asked == [(2, "boom")]
-    member, retry_at, env = call.args
-    assert (member, retry_at) == ("t1:7", NOW_MS + 20_000)
+    member, retry_at, env, now_ms = call.args
+    assert (member, retry_at, now_ms) == ("t1:7", NOW_MS + 20_000, NOW_MS)
     stored = decode(env)
     assert (stored.failures, stored.last_error) == (2, "RuntimeError: boom")
-    assert call.keys == (run.qk.active, run.qk.retry, run.qk.messages, run.qk.lost, run.qk.stats, run.qk.leased)
+    assert call.keys == (run.qk.active, run.qk.retry, run.qk.messages, run.qk.lost, run.qk.stats, run.qk.leased,
+                         run.qk.minutes(NOW_MS // 3_600_000))
 
 
 @pytest.mark.parametrize(("attempt", "error", "reason"), [

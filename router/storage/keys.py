@@ -25,9 +25,14 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
     Q:quarantine LIST    corrupt entries found by the maintenance or the sweep, until a worker archives them
     Q:sweep      HASH    the integrity sweep's cursors, one per structure
     Q:wake       LIST    0 or 1 element; idle workers block on it instead of polling
-    Q:paused     STRING  present while the queue is paused
+    Q:paused     STRING  present while the queue is paused (the time it was paused, ms); set and removed by
+                         pause.lua / unpause.lua, honoured by dequeue.lua
     Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued,
-                         corrupt, duplicate, stale_bookkeeping
+                         corrupt, duplicate, stale_bookkeeping, run and deleted (operators' actions)
+    Q:minutes:<hour>  HASH  per-minute counters of one hour (<hour> = hours since the epoch, UTC): fields
+                         "p:<minute>" (processed) and "f:<minute>" (failed), <minute> = minutes since the epoch.
+                         Written by ack, retry and archive (one HINCRBY per call); each hash expires 25 hours
+                         after its last new field, so a queue keeps at most 26 of them: 24 hours of history
 
 Per service, with ``S = <prefix>:{<service>}``::
 
@@ -129,6 +134,10 @@ class QueueKeys:
     def stats(self) -> str:
         return f"{self.base}:stats"
 
+    def minutes(self, hour: int) -> str:
+        """The per-minute counters of hour ``hour`` (hours since the epoch), see :func:`hour_of`."""
+        return f"{self.base}:minutes:{int(hour)}"
+
     def of_state(self, state: TaskState) -> str:
         """The key holding the ids of tasks in ``state`` (a LIST for pending, a ZSET for the others)."""
         return f"{self.base}:{state.value}"
@@ -154,6 +163,21 @@ class ServiceKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{check_task_id(worker_id)}"
+
+
+#: How long a per-minute counter hash lives after its last new field: the 24 hours of history, plus the hour it
+#: covers (it gets new fields until its hour ends).
+MINUTES_TTL_S = 25 * 3600
+
+
+def minute_of(ms: int) -> int:
+    """The minute (since the epoch) that the time ``ms`` falls in: the field suffix of ``Q:minutes:<hour>``."""
+    return ms // 60_000
+
+
+def hour_of(ms: int) -> int:
+    """The hour (since the epoch) that the time ``ms`` falls in: the suffix of its ``Q:minutes:<hour>`` key."""
+    return ms // 3_600_000
 
 
 def queue_keys(spec: ServiceSpec, queue: str) -> QueueKeys:

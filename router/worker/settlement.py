@@ -83,9 +83,11 @@ class Settlements:
             self.archive(run.qk, run.member, env, "max_retry_exceeded", message, failures=failures)
         else:
             delay = self._backoff(failures, error)
-            retry_at = int((self._clock() + delay) * 1000)
+            now = self._clock()
+            retry_at = int((now + delay) * 1000)
             new_env = encode(replace(env, failures=failures, last_error=message[:2000]))
-            self._outbox.append((protocol.retry(run.qk, run.member, retry_at, new_env), "retried"))
+            call = protocol.retry(run.qk, run.member, retry_at, new_env, now_ms=int(now * 1000))
+            self._outbox.append((call, "retried"))
             log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
                      retry_in_s=round(delay, 3), error=message[:500])
 

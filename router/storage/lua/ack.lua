@@ -1,6 +1,6 @@
 -- ack: complete tasks whose lease the caller still holds.
 -- KEYS[1] Q:active  KEYS[2] Q:msg  KEYS[3] Q:lost  KEYS[4] Q:completed  KEYS[5] Q:stats  KEYS[6] Q:done
--- KEYS[7] Q:leased
+-- KEYS[7] Q:leased  KEYS[8] Q:minutes:<hour of now> (per-minute counters)
 -- ARGV[1] now (ms)  ARGV[2] tombstone window (ms)  ARGV[3] tombstone cap
 -- then triples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none)
 -- Returns the members whose lease was no longer held (stale: another worker owns the task, or it was requeued).
@@ -37,7 +37,13 @@ if #tombstones > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[2]))
   redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -tonumber(ARGV[3]) - 1)
 end
-if done > 0 then redis.call('HINCRBY', KEYS[5], 'processed', done) end
+if done > 0 then
+  redis.call('HINCRBY', KEYS[5], 'processed', done)
+  -- Per-minute history: one HINCRBY per call; the hash's expiry is set once per new minute.
+  if redis.call('HINCRBY', KEYS[8], 'p:' .. math.floor(now / 60000), done) == done then
+    redis.call('EXPIRE', KEYS[8], 90000)
+  end
+end
 if #stale > 0 then redis.call('HINCRBY', KEYS[5], 'stale', #stale) end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
