@@ -5,6 +5,7 @@ The tree, and what each branch means for the caller::
     RouterError
     ├── ConfigError              services.yaml is invalid: carries every Problem with file, line, column
     ├── UnknownService           a service name the registry does not declare (also a KeyError)
+    ├── UnknownQueue             a queue its service does not declare (also a KeyError)
     ├── GuardError               an enqueue was refused before a byte reached Redis
     │   ├── UnknownTaskType      the type is not in the registry (suggestions attached)
     │   ├── PayloadInvalid       the payload fails its JSON Schema (every violation, with its JSON path)
@@ -68,6 +69,20 @@ class UnknownService(RouterError, KeyError):
         self.name = name
         self.known = tuple(known)
         self.message = f"no service {name!r} in the registry (known: {', '.join(self.known) or 'none'})"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class UnknownQueue(RouterError, KeyError):
+    """A queue name that its service does not declare (an operator's action or query named it)."""
+
+    def __init__(self, service: str, queue: str, known: Sequence[str]) -> None:
+        self.service = service
+        self.queue = queue
+        self.known = tuple(known)
+        self.message = f"service {service!r} has no queue {queue!r} (its queues: {', '.join(self.known) or 'none'})"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would quote the message

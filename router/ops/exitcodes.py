@@ -10,6 +10,7 @@ from router.errors import (
     HandlerError,
     LocalRedisError,
     RouterError,
+    UnknownQueue,
     UnknownService,
     WorkerCrashed,
 )
@@ -48,7 +49,7 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         return None
     if isinstance(error, ConfigError):
         return ExitCode.INVALID
-    if isinstance(error, UnknownService):
+    if isinstance(error, (UnknownService, UnknownQueue)):
         return ExitCode.USAGE
     if isinstance(error, HandlerError):
         return ExitCode.HANDLERS

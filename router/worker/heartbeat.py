@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable
 
 from router.clock import Clock, to_ms
@@ -41,16 +42,22 @@ class Heartbeat:
         self._ttl_ms = to_ms(period_s * 3)
         self._clock = clock
         self._beats = 0
+        self._static["started_ms"] = to_ms(clock())
 
     def beat(self, broker: SyncBroker, running: Iterable[Delivery]) -> None:
         """Publish the document now (running: the worker's leased deliveries)."""
         now_ms = to_ms(self._clock())
         runs = list(running)
+        started = [r for r in runs if r.started is not None][:MAX_LISTED_TASKS]
+        now_m = time.monotonic()
         doc = {
             **self._static,
             "pid": os.getpid(),
             "active": len(runs),
-            "active_tasks": [r.task.id for r in runs[:MAX_LISTED_TASKS] if r.started is not None],
+            "active_tasks": [r.task.id for r in started],
+            # What runs now, for the Inspector (router workers): a handler's start time in the wall clock.
+            "running": [{"id": r.task.id, "type": r.task.type, "queue": r.task.queue,
+                         "started_ms": now_ms - to_ms(now_m - (r.started or now_m))} for r in started],
             "at_ms": now_ms,
         }
         self._beats += 1
