@@ -6,14 +6,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, NoReturn, TypeVar
 
 import click
 from redis.exceptions import RedisError
 
 from router.errors import RouterError
+from router.ops import cli_inspect
+from router.ops.cliutil import DEFAULT_REGISTRY
+from router.ops.cliutil import fail as _fail
+from router.ops.cliutil import fail_for as _fail_for
+from router.ops.cliutil import registry_option as _registry_option
+from router.ops.cliutil import url_option as _url_option
+from router.ops.cliutil import with_logs as _with_logs
 from router.ops.demo import run_demo
 from router.ops.exitcodes import ExitCode, exit_code_for
 from router.ops.inspector import Inspector
@@ -25,12 +30,8 @@ from router.task import TaskState
 from router.worker.launch import WorkerCommand, run_worker
 from router.worker.settings import WorkerSettings
 
-DEFAULT_REGISTRY = "services.yaml"
 #: The defaults ``router worker`` shows are the library's own.
 WORKER_DEFAULTS = WorkerSettings()
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def _version() -> str:
     try:
@@ -43,37 +44,6 @@ def _version() -> str:
 @click.version_option(_version(), "--version", prog_name="router", message="%(prog)s %(version)s")
 def main() -> None:
     """router: a Redis task queue for fleets of services sharing one Redis."""
-
-
-def _fail(code: ExitCode, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(int(code))
-
-
-def _fail_for(error: RouterError) -> NoReturn:
-    """Exit with the code of ``error`` (see router.ops.exitcodes); an unmapped one is a bug, so it propagates."""
-    code = exit_code_for(error)
-    if code is None:
-        raise error
-    _fail(code, str(error))
-
-
-_registry_option = click.option(
-    "--registry", "-r", "registry_path", envvar="ROUTER_REGISTRY", default=DEFAULT_REGISTRY, show_default=True,
-    type=click.Path(dir_okay=False), help="The services.yaml to load (env ROUTER_REGISTRY).",
-)
-_url_option = click.option(
-    "--url", envvar="ROUTER_REDIS_URL", default=None,
-    help="Redis URL (env ROUTER_REDIS_URL; default: the registry's redis.url). Use redis+cluster://host:port "
-         "for Redis Cluster, redis+sentinel://host:port[,host:port]/master for Sentinel.",
-)
-
-
-def _with_logs(func: F) -> F:
-    func = click.option("--log-level", default="INFO", show_default=True,
-                        help="DEBUG, INFO, WARNING or ERROR.")(func)
-    return click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto",
-                        show_default=True, help="auto: console in a terminal, JSON lines otherwise.")(func)
 
 
 @main.command()
@@ -223,3 +193,7 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
     for w in workers:
         click.echo(f"  {w['service']:<12} {w['id']}  pid {w['pid']}  concurrency {w['concurrency']}  "
                    f"active {w['active']}  handlers: {', '.join(w['handlers'])}")
+
+
+for _command in cli_inspect.COMMANDS:
+    main.add_command(_command)

@@ -7,9 +7,12 @@ from enum import IntEnum
 from router.errors import (
     BrokerError,
     ConfigError,
+    EnqueueOutcomeUnknown,
+    GuardError,
     HandlerError,
     LocalRedisError,
     RouterError,
+    TaskIdConflict,
     UnknownQueue,
     UnknownService,
     WorkerCrashed,
@@ -25,21 +28,26 @@ class ExitCode(IntEnum):
     HANDLERS = 3
     REDIS = 4
     CRASH = 5
+    TASK_STATE = 6
 
 
 #: What each code means, in the words docs/cli.md uses.
 MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "Success: the registry is valid, the worker stopped cleanly (signal, or --burst drained), "
-                 "the demo's tasks all reached their owners.",
+                 "the demo's tasks all reached their owners, a listing was shown or an action applied.",
     ExitCode.INVALID: "The registry is invalid (every problem is printed with file, line and column); a worker "
                       "group gave up on a crashing child; the demo saw a misrouted or unfinished task.",
-    ExitCode.USAGE: "Usage error: an unknown option or bad value, a registry file that cannot be read, or a "
-                    "service that is not in the registry.",
+    ExitCode.USAGE: "Usage error: an unknown option or bad value, a registry file that cannot be read, a "
+                    "service or queue that is not in the registry, an enqueue the guard refused (unknown type, "
+                    "invalid payload), or a bulk action that was not confirmed.",
     ExitCode.HANDLERS: "A service's handler set cannot be imported or disagrees with the registry.",
     ExitCode.REDIS: "Redis cannot be used: unreachable within the connect wait (a --burst worker, status, the "
-                    "demo), or it refused a command (authentication, ACL, out of memory). A long-running "
-                    "worker waits out outages instead.",
+                    "demo, the inspector's commands), or it refused a command (authentication, ACL, out of "
+                    "memory), or an enqueue's outcome is unknown. A long-running worker waits out outages "
+                    "instead.",
     ExitCode.CRASH: "An internal loop of a worker died; the process exits rather than staying up half-alive.",
+    ExitCode.TASK_STATE: "A task named by an action is not in a state the action applies to (an unknown id, a "
+                         "running or finished task), or an enqueue's task id is taken; the others were acted on.",
 }
 
 
@@ -49,8 +57,12 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         return None
     if isinstance(error, ConfigError):
         return ExitCode.INVALID
-    if isinstance(error, (UnknownService, UnknownQueue)):
+    if isinstance(error, (UnknownService, UnknownQueue, GuardError)):
         return ExitCode.USAGE
+    if isinstance(error, TaskIdConflict):
+        return ExitCode.TASK_STATE
+    if isinstance(error, EnqueueOutcomeUnknown):
+        return ExitCode.REDIS
     if isinstance(error, HandlerError):
         return ExitCode.HANDLERS
     if isinstance(error, (BrokerError, LocalRedisError)):

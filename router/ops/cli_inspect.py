@@ -1,0 +1,322 @@
+"""The operator's commands on top of the Inspector: ``router queues``, ``tasks``, ``workers`` (listings, each with
+``--format json``), ``pause``, ``unpause``, ``run``, ``delete`` (actions; bulk ones ask for confirmation unless
+``--yes`` and show a progress bar) and ``enqueue`` (through the guard).
+
+Each command parses, calls one Inspector (or Client) method and maps the outcome to the exit codes of
+:mod:`router.ops.exitcodes`. The JSON shapes are the TypedDicts of :mod:`router.ops.views`, published as JSON Schemas
+in ``schemas/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+from redis.exceptions import RedisError
+
+from router.errors import RouterError
+from router.ops.cliutil import (
+    fail,
+    fail_for,
+    format_option,
+    inspecting,
+    load_registry,
+    registry_option,
+    url_option,
+)
+from router.ops.exitcodes import ExitCode
+from router.ops.inspector import BATCH, MAX_PAGE, Inspector
+from router.ops.views import ActionResult, Progress, QueueInfo, TaskSummary, WorkerInfo
+from router.producer.client import Client
+from router.storage import protocol
+from router.task import TaskState
+
+STATES = [s.value for s in TaskState]
+
+
+def _echo_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(text: Any, width: int) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+# -- listings -------------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@registry_option
+@url_option
+@click.option("--service", "-s", default=None, help="Only this service's queues.")
+@format_option("a list of queues (schemas/cli-queues.schema.json)")
+def queues(registry_path: str, url: str | None, service: str | None, output_format: str) -> None:
+    """List every queue: tasks by state, paused, latency (age of the oldest pending task), throughput over the
+    last minute and hour (processed / failed per minute), all-time counters and the live workers reading it.
+
+    Exit codes: 0 listed; 1 invalid registry; 2 unknown service; 4 Redis unreachable.
+    """
+    with inspecting(registry_path, url) as ins:
+        found = ins.overview(service)
+    if output_format == "json":
+        _echo_json([q.to_json() for q in found])
+        return
+    _print_queues(found)
+
+
+def _print_queues(found: Sequence[QueueInfo]) -> None:
+    head = f"{'service':<12}{'queue':<12}" + "".join(f"{s:>10}" for s in STATES)
+    click.echo(head + f"{'latency':>10}{'done/min':>10}{'fail/min':>10}{'done/h':>9}{'fail/h':>9}{'workers':>9}")
+    for q in found:
+        latency = "-" if q.latency_s is None else f"{q.latency_s:.1f}s"
+        flag = "  (paused)" if q.paused else ""
+        click.echo(f"{q.service:<12}{q.queue:<12}" + "".join(f"{q.sizes.get(s, 0):>10}" for s in STATES)
+                   + f"{latency:>10}{q.last_minute.processed:>10}{q.last_minute.failed:>10}"
+                   + f"{q.last_hour.processed:>9}{q.last_hour.failed:>9}{q.live_workers:>9}{flag}")
+
+
+@click.command()
+@click.argument("service")
+@click.argument("queue")
+@registry_option
+@url_option
+@click.option("--state", type=click.Choice(STATES), default="pending", show_default=True,
+              help="The state whose tasks to list.")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True, help="Tasks per page.")
+@click.option("--cursor", default=None, help="Continue after a previous page: the next_cursor it printed.")
+@format_option("one page {service, queue, state, total, tasks, next_cursor} (schemas/cli-tasks.schema.json)")
+def tasks(service: str, queue: str, registry_path: str, url: str | None, state: str, limit: int,
+          cursor: str | None, output_format: str) -> None:
+    """List the tasks of QUEUE of SERVICE in a state, a page at a time, oldest first (pending: the next to run
+    first). Each page costs Redis the same work, however long the queue.
+
+    Exit codes: 0 listed; 1 invalid registry; 2 unknown service or queue, or a bad cursor; 4 Redis unreachable.
+    """
+    with inspecting(registry_path, url) as ins:
+        try:
+            page = ins.tasks(service, queue, state, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--cursor") from None
+    if output_format == "json":
+        _echo_json(page.to_json())
+        return
+    click.echo(f"{service}/{queue}: {page.total} {state} task(s)")
+    if page.tasks:
+        click.echo(f"{'id':<28}{'type':<22}{'fails':>6}  {'at (UTC)':<20} {'enqueued (UTC)':<20} error / reason")
+    for t in page.tasks:
+        click.echo(_task_line(t))
+    if page.next_cursor is not None:
+        click.echo(f"more: router tasks {service} {queue} --state {state} --limit {limit} --cursor {page.next_cursor}")
+
+
+def _task_line(t: TaskSummary) -> str:
+    detail = t.problem or " ".join(x for x in (f"[{t.reason}]" if t.reason else "", t.last_error or "") if x)
+    return (f"{_short(t.id, 27):<28}{_short(t.type or '?', 21):<22}{t.failures:>6}  {_when(t.at_ms):<20} "
+            f"{_when(t.enqueued_at_ms):<20} {_short(detail, 60)}")
+
+
+@click.command()
+@registry_option
+@url_option
+@click.option("--service", "-s", default=None, help="Only this service's workers.")
+@format_option("a list of workers (schemas/cli-workers.schema.json)")
+def workers(registry_path: str, url: str | None, service: str | None, output_format: str) -> None:
+    """List the live workers (from their heartbeats): queues, handlers, concurrency and the tasks they run now.
+
+    Exit codes: 0 listed; 1 invalid registry; 2 unknown service; 4 Redis unreachable.
+    """
+    with inspecting(registry_path, url) as ins:
+        found = ins.live_workers(service)
+    if output_format == "json":
+        _echo_json([w.to_json() for w in found])
+        return
+    _print_workers(found)
+
+
+def _print_workers(found: Sequence[WorkerInfo]) -> None:
+    click.echo(f"{len(found)} live worker(s)")
+    for w in found:
+        click.echo(f"{w.service}  {w.id}  host {w.host}  pid {w.pid}  queues {','.join(w.queues)}  concurrency "
+                   f"{w.concurrency}  active {w.active}  last heartbeat {_when(w.at_ms)}")
+        click.echo(f"  handlers: {', '.join(w.handlers)}")
+        for r in w.running:
+            click.echo(f"  running {r.id}  {r.type}  queue {r.queue}  since {_when(r.started_ms)}")
+
+
+# -- actions --------------------------------------------------------------------------------------------------------
+
+
+def _report(result: ActionResult, output_format: str) -> None:
+    if output_format == "json":
+        _echo_json(result.to_json())
+    else:
+        what = {"pause": "paused", "unpause": "unpaused"}.get(result.action)
+        if what is not None:
+            state = what if result.done else f"already {what}" if result.action == "pause" else "was not paused"
+            click.echo(f"{result.service}/{result.queue}: {state}")
+        else:
+            verb = "made pending" if result.action == "run" else "deleted"
+            click.echo(f"{result.service}/{result.queue}: {result.done} of {result.total} task(s) {verb}")
+            for task_id, source in result.tasks.items():
+                click.echo(f"  {task_id}: {'from ' + source if source else 'not in a state this applies to'}")
+    if result.missed:
+        raise SystemExit(int(ExitCode.TASK_STATE))
+
+
+def _pause_command(name: str) -> click.Command:
+    verb = "Pause" if name == "pause" else "Unpause"
+    effect = ("workers lease nothing from it until `router unpause` (running tasks finish; producers still "
+              "enqueue); the pause is kept in Redis") if name == "pause" else \
+        "workers lease from it again, and an idle worker wakes at once"
+
+    @click.command(name=name, help=f"""{verb} QUEUE of SERVICE: {effect}.
+
+    Exit codes: 0 done (also when it already was); 1 invalid registry; 2 unknown service or queue; 4 Redis
+    unreachable.
+    """)
+    @click.argument("service")
+    @click.argument("queue")
+    @registry_option
+    @url_option
+    @format_option("{action, service, queue, done, ...} (schemas/cli-action.schema.json); done 0: no change")
+    def command(service: str, queue: str, registry_path: str, url: str | None, output_format: str) -> None:
+        with inspecting(registry_path, url) as ins:
+            result = ins.pause(service, queue) if name == "pause" else ins.unpause(service, queue)
+        _report(result, output_format)
+
+    return command
+
+
+pause = _pause_command("pause")
+unpause = _pause_command("unpause")
+
+
+def _bulk(ins: Inspector, action: str, service: str, queue: str, state: str, yes: bool, batch: int,
+          show_progress: bool) -> ActionResult:
+    """Confirm, then run the bulk action with a progress bar on stderr."""
+    total = ins.queue(service, queue).sizes.get(state, 0)
+    verb = "make pending" if action == "run" else "delete"
+    if total and not yes:
+        try:
+            confirmed = click.confirm(f"{verb} all {total} {state} task(s) of {service}/{queue}?", err=True)
+        except click.Abort:  # no terminal to answer from (end of input), or Ctrl-C
+            confirmed = False
+        if not confirmed:
+            fail(ExitCode.USAGE, "not confirmed: nothing was changed (pass --yes to skip the question)")
+    steps = ins.run_all_steps if action == "run" else ins.delete_all_steps
+    done = Progress(0, total, 0)
+    with click.progressbar(length=max(total, 1), label=f"{verb} {state}", file=sys.stderr,
+                           hidden=not show_progress) as bar:
+        for done in steps(service, queue, state, batch=batch):
+            bar.length = max(bar.length or 0, done.total)
+            bar.update(done.done - bar.pos)
+    return ActionResult(action, service, queue, state, done.done, max(total, done.total), done.batches)
+
+
+def _action_command(name: str) -> click.Command:
+    states = protocol.RUNNABLE if name == "run" else protocol.DELETABLE
+    what = ("Make tasks of QUEUE of SERVICE pending now: the named TASK_IDs (archived, retrying or scheduled; an "
+            "archived one gets a fresh set of retries), or with --all every task in --state")
+    if name == "delete":
+        what = ("Delete tasks of QUEUE of SERVICE: the named TASK_IDs (pending, scheduled, retrying, archived or "
+                "completed; a running task is refused: cancel it), or with --all every task in --state")
+
+    @click.command(name=name, help=f"""{what}. --all asks for confirmation unless --yes, works in batches
+    (bounded work per call in Redis) and shows a progress bar on stderr.
+
+    Exit codes: 0 every named task was acted on (or --all finished); 1 invalid registry; 2 unknown service or
+    queue, no TASK_ID and no --all, or --all not confirmed; 4 Redis unreachable; 6 some named task was not in a
+    state the action applies to (the others were acted on).
+    """)
+    @click.argument("service")
+    @click.argument("queue")
+    @click.argument("task_ids", nargs=-1)
+    @registry_option
+    @url_option
+    @click.option("--all", "all_", is_flag=True, help="Every task in --state, in batches.")
+    @click.option("--state", type=click.Choice(states), default=None,
+                  help=f"With --all, the state to take every task from (required); with TASK_IDs, act only on "
+                       f"tasks in this state (default: any of {', '.join(states)}).")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (--all).")
+    @click.option("--batch", type=click.IntRange(1, 10_000), default=BATCH, show_default=True,
+                  help="Tasks per call with --all.")
+    @format_option("{action, service, queue, state, done, total, batches, tasks} (schemas/cli-action.schema.json)")
+    def command(service: str, queue: str, task_ids: tuple[str, ...], registry_path: str, url: str | None,
+                all_: bool, state: str | None, yes: bool, batch: int, output_format: str) -> None:
+        if all_ == bool(task_ids):
+            raise click.UsageError("give TASK_IDs or --all (with --state), not both nor neither")
+        if all_ and state is None:
+            raise click.UsageError(f"--all needs --state ({' | '.join(states)})")
+        with inspecting(registry_path, url) as ins:
+            if all_:
+                assert state is not None
+                result = _bulk(ins, name, service, queue, state, yes, batch, output_format == "text")
+            elif name == "run":
+                result = ins.run(service, queue, task_ids, state or "*")
+            else:
+                result = ins.delete(service, queue, task_ids, state or "*")
+        _report(result, output_format)
+
+    return command
+
+
+run = _action_command("run")
+delete = _action_command("delete")
+
+
+@click.command()
+@click.argument("task_type", metavar="TYPE")
+@registry_option
+@url_option
+@click.option("--payload", required=True, help="The payload as a JSON object, or - to read it from stdin.")
+@click.option("--queue", default=None, help="Another queue of the owning service.")
+@click.option("--task-id", default=None, help="Your own task id (an id that exists is refused: exit 6).")
+@click.option("--process-in", type=click.FloatRange(0), default=None, help="Run it this many seconds from now.")
+@click.option("--max-retry", type=click.IntRange(0, 1000), default=None, help="Override the task's max_retry.")
+@click.option("--timeout-s", type=click.FloatRange(0, min_open=True), default=None,
+              help="Override the task's handler timeout.")
+@format_option("{id, type, service, queue, state} (schemas/cli-enqueue.schema.json)")
+def enqueue(task_type: str, registry_path: str, url: str | None, payload: str, queue: str | None,
+            task_id: str | None, process_in: float | None, max_retry: int | None, timeout_s: float | None,
+            output_format: str) -> None:
+    """Enqueue a task of TYPE through the guard: the registry routes it to its owner's queue and checks the
+    payload against the type's schema before anything reaches Redis.
+
+    Exit codes: 0 enqueued; 1 invalid registry; 2 refused by the guard (unknown type, invalid or too large payload,
+    bad option) or the payload is not JSON; 4 Redis unreachable, or the outcome is unknown (repeat with
+    --task-id); 6 the task id is taken.
+    """
+    text = sys.stdin.read() if payload == "-" else payload
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    options = {k: v for k, v in (("queue", queue), ("task_id", task_id), ("process_in", process_in),
+                                 ("max_retry", max_retry), ("timeout_s", timeout_s)) if v is not None}
+    registry = load_registry(registry_path)
+    try:
+        with Client(registry, url) as client:
+            info = client.enqueue(task_type, doc, **options)
+    except RedisError as exc:
+        fail(ExitCode.REDIS, f"cannot reach Redis: {exc}")
+    except RouterError as exc:
+        fail_for(exc)
+    if output_format == "json":
+        _echo_json({"id": info.id, "type": info.type, "service": info.service, "queue": info.queue,
+                    "state": info.state.value})
+    else:
+        click.echo(f"enqueued {info.type} as {info.id} on {info.service}/{info.queue} ({info.state.value})")
+
+
+COMMANDS: tuple[click.Command, ...] = (queues, tasks, workers, pause, unpause, run, delete, enqueue)
