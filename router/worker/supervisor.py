@@ -78,11 +78,12 @@ def _child(target: Callable[[], int], exit_code: ExitCodeFor, parent: int) -> No
     raise SystemExit(code)
 
 
-def run_group(processes: int, target: Callable[[], int], exit_code: ExitCodeFor = lambda exc: None) -> int:
+def run_group(processes: int, target: Callable[[], int], exit_code: ExitCodeFor = lambda exc: None,
+              on_restart: Callable[[int], None] | None = None) -> int:
     """Run ``target`` in ``processes`` child processes (or in this one when 1); returns the group's exit code.
 
     With one process, ``target``'s errors propagate to the caller; in a child, ``exit_code`` maps them to its exit
-    code.
+    code. ``on_restart(pid)`` is called when the crashed child ``pid`` is replaced (metrics count restarts).
     """
     if processes <= 1:
         return target()
@@ -144,6 +145,8 @@ def run_group(processes: int, target: Callable[[], int], exit_code: ExitCodeFor 
                     gave_up = True
                     forward(signal.SIGTERM, None)
                     continue
+                if on_restart is not None and child.pid is not None:
+                    on_restart(child.pid)
                 children[i] = spawn()
                 alive = True
         failed = any(c.exitcode not in (0, None) for c in children)

@@ -43,6 +43,7 @@ from router.worker.fetch import Fetcher, QueueOrder
 from router.worker.heartbeat import Heartbeat
 from router.worker.integrity import SWEEP_EVERY_S, Integrity
 from router.worker.leases import Leases
+from router.worker.observe import TaskObserver
 from router.worker.preflight import wait_for_redis, warn_about_server
 from router.worker.settings import WorkerSettings
 from router.worker.settlement import ArchivePolicy, Settlements
@@ -78,8 +79,12 @@ class Worker:
         backoff: Backoff | None = None,
         clock: Clock = system_clock,
         allow_handler_mismatch: bool = False,
+        metrics: TaskObserver | None = None,
     ) -> None:
+        """``metrics`` observes every delivery (:class:`router.worker.metrics.WorkerMetrics` exports Prometheus
+        metrics); None costs nothing."""
         self.registry = registry
+        self._observer = metrics
         self.app = app
         self.spec: ServiceSpec = registry.service(service or app.name)
         base = settings or WorkerSettings(concurrency=self.spec.concurrency)
@@ -108,6 +113,7 @@ class Worker:
             backoff=backoff or exponential_jitter(),
             archive=ArchivePolicy(s.archive_max_size, s.archive_max_age_s),
             tombstones=protocol.Tombstones(int(s.dedupe_window_s * 1000), s.dedupe_max),
+            observer=metrics,
         )
         self.stats = self._outcomes.stats
         self._dispatcher = Dispatcher(registry, self.spec, app, self._outcomes)
@@ -273,7 +279,9 @@ class Worker:
             if run.abandoned or not self._gate_open:  # a stop signal closed the gate: it goes back, unstarted
                 return False
             run.started = time.monotonic()
-            return True
+        if self._observer is not None:
+            self._observe_start(run)
+        return True
 
     def _on_done(self, finished: list[tuple[object, Outcome]]) -> None:
         with self._claim_lock:  # ordered with _hand_back: a finished delivery is settled, never requeued
@@ -283,12 +291,28 @@ class Worker:
 
     def _settle(self, run: Delivery, outcome: Outcome) -> None:
         self._state.running.pop(run.member, None)
+        if self._observer is not None:
+            self._observe_finish(run, outcome)
         if run.abandoned:
             return
         if outcome.error is None:
             self._outcomes.complete(run, outcome.result)
         else:
             self._outcomes.fail(run, outcome.error)
+
+    def _observe_start(self, run: Delivery) -> None:
+        try:
+            assert self._observer is not None
+            self._observer.task_started(run.task)
+        except Exception as exc:  # an observer's failure is not the task's
+            log.warning("observer_failed", hook="task_started", error=f"{type(exc).__name__}: {exc}")
+
+    def _observe_finish(self, run: Delivery, outcome: Outcome) -> None:
+        try:
+            assert self._observer is not None
+            self._observer.task_finished(run.task, outcome.duration_s, outcome.error)
+        except Exception as exc:
+            log.warning("observer_failed", hook="task_finished", error=f"{type(exc).__name__}: {exc}")
 
     # -- wiring for the components ----------------------------------------------------------------------------------
     def _notify_signal(self, signum: int) -> None:

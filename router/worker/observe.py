@@ -1,0 +1,29 @@
+"""What a worker tells an observer about each task: the seam metrics (router.worker.metrics) plug into.
+
+The worker calls these hooks only when an observer is given, so a worker without one pays nothing. They run on the
+worker's own threads (``task_started`` on the handler's thread, the others on the main loop) and must be quick and
+never raise: an observer's failure is not the task's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from router.task import Task
+
+#: How the worker settled a delivery: completed, scheduled for a retry, or dead-lettered.
+Settled = Literal["processed", "retried", "archived"]
+
+
+class TaskObserver(Protocol):
+    """Receives the life of every delivery a worker runs."""
+
+    def task_started(self, task: Task) -> None:
+        """A handler starts running ``task``."""
+
+    def task_finished(self, task: Task, duration_s: float, error: BaseException | None) -> None:
+        """The handler of ``task`` returned (``error`` None) or raised, after ``duration_s``."""
+
+    def task_settled(self, queue: str, task_type: str, outcome: Settled, reason: str | None) -> None:
+        """The worker decided a delivery's outcome (``reason``: why it was archived). ``task_type`` is one the
+        registry declares, or ``"<unknown>"`` for a message that names none (it cannot become a label)."""
