@@ -39,6 +39,8 @@ class Task:
     max_retry: int
     timeout_s: float
     enqueued_at_ms: int
+    #: The W3C traceparent the producer sent with the task (None when it traced nothing).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from router.storage.broker import AsyncBroker, SyncBroker
 from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, Role, SyncRedis, connect, connect_async
 from router.storage.keys import QueueKeys
 from router.task import TaskInfo, TaskState
+from router.tracing import Tracing, tracing
 
 #: An item of ``enqueue_many``: (type, payload) or (type, payload, options).
 BulkItem = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
@@ -38,12 +39,12 @@ class _Batch:
     slots: list[list[int]]  # for each call, the indexes of its routes
 
 
-def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
+def _prepare(guard: Guard, items: Iterable[BulkItem], traceparent: str | None = None) -> _Batch:
     """Guard every item first (so a refused item writes nothing), then group them into one call per queue."""
     routes: list[Route] = []
     for item in items:
         options: Mapping[str, Any] = item[2] if len(item) == 3 else {}
-        routes.append(guard.route_options(item[0], item[1], options))
+        routes.append(guard.route_options(item[0], item[1], options, traceparent))
     groups: dict[QueueKeys, list[int]] = {}
     for i, route in enumerate(routes):
         groups.setdefault(route.keys, []).append(i)
@@ -80,6 +81,11 @@ def _finish(batch: _Batch, replies: Sequence[Any], retried: bool = False) -> lis
     return infos
 
 
+def _tracing_for(enabled: bool | None, tracer_provider: Any) -> Tracing | None:
+    """The client's tracing (None: off, or OpenTelemetry is not installed)."""
+    return tracing(enabled, tracer_provider)
+
+
 def _heartbeats_unreadable(cause: BaseException) -> BrokerError:
     return BrokerError(f"live guard could not read worker heartbeats ({cause}); nothing was enqueued, "
                        "retry when Redis is reachable")
@@ -101,13 +107,18 @@ class Client:
         clock: Clock = system_clock,
         live_guard: bool = False,
         live_guard_ttl_s: float = 5.0,
+        tracing: bool | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         """``live_guard`` also refuses types no live worker of their owner handles (``NoLiveWorker``), reading
-        the owners' heartbeats at most once per ``live_guard_ttl_s``."""
+        the owners' heartbeats at most once per ``live_guard_ttl_s``. ``tracing``: producer spans and trace
+        context in the envelope (None: when OpenTelemetry is installed; see :mod:`router.tracing`), with
+        ``tracer_provider`` or the global one."""
         self.registry = registry
         self.guard = Guard(registry, clock=clock)
         self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
         self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
+        self._tracing: Tracing | None = _tracing_for(tracing, tracer_provider)
 
     def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``, and a delay:
@@ -116,12 +127,30 @@ class Client:
         Raises a GuardError before touching Redis, ``TaskIdConflict`` if the id exists, or
         ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
         """
+        if self._tracing is not None:
+            return self._enqueue_traced(self._tracing, task_type, payload, options)
         # The hot path of a producer: one route, one script call, nothing else.
         batch = _single(self.guard.route_options(task_type, payload, options))
         return _finish(batch, *self._send(batch))[0]
 
+    def _enqueue_traced(self, tracer: Tracing, task_type: str, payload: Mapping[str, Any],
+                        options: Mapping[str, Any]) -> TaskInfo:
+        with tracer.send(task_type) as span:
+            route = self.guard.route_options(task_type, payload, options, span.traceparent if span else None)
+            if span is not None:
+                span.routed(route.task_id, route.service, route.queue)
+            batch = _single(route)
+            return _finish(batch, *self._send(batch))[0]
+
     def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; every item is guarded before anything is written."""
+        if self._tracing is not None:
+            with self._tracing.send("batch") as span:
+                batch = _prepare(self.guard, items, span.traceparent if span else None)
+                if span is not None and batch.routes:
+                    first = batch.routes[0]
+                    span.routed(first.task_id, first.service, first.queue, len(batch.routes))
+                return _finish(batch, *self._send(batch))
         batch = _prepare(self.guard, items)
         return _finish(batch, *self._send(batch))
 
@@ -167,20 +196,37 @@ class AsyncClient:
         clock: Clock = system_clock,
         live_guard: bool = False,
         live_guard_ttl_s: float = 5.0,
+        tracing: bool | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.registry = registry
         self.guard = Guard(registry, clock=clock)
         client = redis if redis is not None else connect_async(url or registry.redis_url, Role.PRODUCER)
         self._broker = AsyncBroker(client)
         self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
+        self._tracing: Tracing | None = _tracing_for(tracing, tracer_provider)
 
     async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task; see :meth:`Client.enqueue`."""
+        if self._tracing is not None:
+            with self._tracing.send(task_type) as span:
+                route = self.guard.route_options(task_type, payload, options, span.traceparent if span else None)
+                if span is not None:
+                    span.routed(route.task_id, route.service, route.queue)
+                batch = _single(route)
+                return _finish(batch, *(await self._send(batch)))[0]
         batch = _single(self.guard.route_options(task_type, payload, options))
         return _finish(batch, *(await self._send(batch)))[0]
 
     async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; see :meth:`Client.enqueue_many`."""
+        if self._tracing is not None:
+            with self._tracing.send("batch") as span:
+                batch = _prepare(self.guard, items, span.traceparent if span else None)
+                if span is not None and batch.routes:
+                    first = batch.routes[0]
+                    span.routed(first.task_id, first.service, first.queue, len(batch.routes))
+                return _finish(batch, *(await self._send(batch)))
         batch = _prepare(self.guard, items)
         return _finish(batch, *(await self._send(batch)))
 

@@ -70,11 +70,13 @@ class Guard:
         task_id: str | None = None,
         process_in: float | None = None,
         process_at: float | datetime | None = None,
+        traceparent: str | None = None,
     ) -> Route:
         """Check one enqueue and encode it; raises a GuardError subclass saying what to fix.
 
         ``process_in`` (seconds from now) or ``process_at`` (a timezone-aware datetime, or seconds since the epoch)
-        delays the task; a time already past runs it at once.
+        delays the task; a time already past runs it at once. ``traceparent`` (the client's producer span, see
+        :mod:`router.tracing`) travels in the envelope.
         """
         compiled = self._compiled.get(task_type) or self._compile(task_type)
         spec = compiled.spec
@@ -82,6 +84,8 @@ class Guard:
         extra: dict[str, Any] | None = None
         if max_retry is not None or timeout_s is not None:
             extra = self._overrides(max_retry, timeout_s)
+        if traceparent is not None:
+            extra = {**(extra or {}), "tp": traceparent}
         generated = task_id is None
         if task_id is None:
             task_id = new_task_id()
@@ -116,13 +120,14 @@ class Guard:
                                                             "valid Unicode; fix how the text was decoded")]) from None
         return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms, generated)
 
-    def route_options(self, task_type: str, payload: Mapping[str, Any], options: Mapping[str, Any]) -> Route:
+    def route_options(self, task_type: str, payload: Mapping[str, Any], options: Mapping[str, Any],
+                      traceparent: str | None = None) -> Route:
         """:meth:`route` with options from a mapping; an unknown option is an InvalidOption, not a TypeError."""
         unknown = set(options) - ENQUEUE_OPTIONS
         if unknown:
             name = sorted(unknown)[0]
             raise InvalidOption(name, f"no such enqueue option; use {', '.join(sorted(ENQUEUE_OPTIONS))}")
-        return self.route(task_type, payload, **options)
+        return self.route(task_type, payload, **options, traceparent=traceparent)
 
     def _compile(self, task_type: str) -> _Compiled:
         spec = self.registry.tasks.get(task_type)

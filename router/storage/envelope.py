@@ -5,7 +5,8 @@ The task id is not repeated inside it: the id is the field under which the envel
 Fields: ``v`` version (1), ``t`` task type, ``p`` payload object, ``e`` enqueue time (ms since the epoch),
 and optional ``r`` max_retry override (0-1000), ``to`` timeout override (s), ``dl`` deadline (ms; reserved, not
 yet enforced), ``n`` failed deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result,
-``by`` the ``<service>/<worker id>`` that completed it.
+``by`` the ``<service>/<worker id>`` that completed it, ``tp`` the W3C ``traceparent`` of the producer's span
+(``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``), so the worker's span joins the producer's trace.
 
 Decoding never trusts its input: anything the envelope schema refuses (a field of the wrong type or out of range,
 ``true`` for a number), or that could not be written back later (a lone surrogate, a number too large for a float,
@@ -29,6 +30,8 @@ MAX_TYPE_LEN = 200
 MAX_RETRY_LIMIT = 1000
 #: Timeouts are below a year: a larger one is a mistake, and a float of it would overflow timers.
 MAX_TIMEOUT_S = 365 * 86400.0
+#: A W3C traceparent: version, trace id, parent span id, flags, in lowercase hex (version ff is invalid).
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 #: A surrogate escape in JSON text: only then can a decoded string hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -59,6 +62,7 @@ class Envelope:
     reason: str | None = None
     result: Any = None
     completed_by: str | None = None
+    traceparent: str | None = None
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:
@@ -90,6 +94,7 @@ def encode(env: Envelope) -> bytes:
         "why": env.reason,
         "res": env.result,
         "by": env.completed_by,
+        "tp": env.traceparent,
     }
     doc.update((k, v) for k, v in optional.items() if v is not None)
     doc["p"] = env.payload
@@ -160,6 +165,7 @@ def decode(raw: bytes | str | None) -> Envelope:
         reason=_opt(doc, "why", str),
         result=doc.get("res"),
         completed_by=_opt(doc, "by", str),
+        traceparent=_opt_traceparent(doc),
     )
 
 
@@ -204,6 +210,13 @@ def _opt(doc: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
         return None
     if not isinstance(value, kind) or isinstance(value, bool):
         raise MalformedMessage("malformed", f"field {key!r} must be {kind.__name__}")
+    return value
+
+
+def _opt_traceparent(doc: Mapping[str, Any]) -> str | None:
+    value: str | None = _opt(doc, "tp", str)
+    if value is not None and not _TRACEPARENT.fullmatch(value):
+        raise MalformedMessage("malformed", f"field 'tp' must be a W3C traceparent, got {_short(value)}")
     return value
 
 

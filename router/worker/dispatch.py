@@ -81,7 +81,7 @@ class Dispatcher:
             return None
         task = Task(
             d.task_id, env.type, env.payload, self._spec.name, qk.queue, env.failures + d.lost_leases + 1,
-            max_retry, env.timeout_s or spec.timeout_s, env.enqueued_at_ms,
+            max_retry, env.timeout_s or spec.timeout_s, env.enqueued_at_ms, env.traceparent,
         )
         return Delivery(qk, d.member, task, env, entry.is_async), entry
 

@@ -35,6 +35,7 @@ from router.storage import protocol
 from router.storage.broker import SyncBroker
 from router.storage.connection import BLOCK_S, TRANSIENT_ERRORS, Role, SyncRedis, connect
 from router.storage.keys import service_keys, service_queue_keys
+from router.tracing import tracing as tracing_for
 from router.worker import signals
 from router.worker.backoff import Backoff, exponential_jitter
 from router.worker.dispatch import Dispatcher
@@ -80,9 +81,12 @@ class Worker:
         clock: Clock = system_clock,
         allow_handler_mismatch: bool = False,
         metrics: TaskObserver | None = None,
+        tracing: bool | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         """``metrics`` observes every delivery (:class:`router.worker.metrics.WorkerMetrics` exports Prometheus
-        metrics); None costs nothing."""
+        metrics); None costs nothing. ``tracing``: each handler runs in a consumer span joined to the producer's
+        trace (None: when OpenTelemetry is installed; see :mod:`router.tracing`)."""
         self.registry = registry
         self._observer = metrics
         self.app = app
@@ -97,7 +101,8 @@ class Worker:
                             "blocking connection")
         self.url = url or registry.redis_url
         self._redis = redis
-        self._middleware = tuple(middleware)
+        traced = tracing_for(tracing, tracer_provider)
+        self._middleware = (traced.middleware(), *middleware) if traced is not None else tuple(middleware)
         self._clock = clock
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(32):08x}"
         self.queues = service_queue_keys(self.spec)
