@@ -62,6 +62,11 @@ CONTENDERS: tuple[Contender, ...] = (
         ("router", "redis", "hiredis"), bulk=True, can_bulk=True,
     ),
     Contender(
+        "router-metrics", "router", "sync handler, 10 threads, Prometheus metrics on (served on a free port)",
+        "benchmarks.peers.router_app", ("-m", "benchmarks.peers.router_app", "--metrics"),
+        ("router", "redis", "hiredis", "prometheus_client"), single=False, can_bulk=True,
+    ),
+    Contender(
         "router-async", "router", "async handler (redis.asyncio), concurrency 10",
         "benchmarks.peers.router_async_app", ("-m", "benchmarks.peers.router_app", "--async"),
         ("router", "redis", "hiredis"), single=False, can_bulk=True,

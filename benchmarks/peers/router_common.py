@@ -34,8 +34,19 @@ def make_producer(url: str) -> RouterProducer:
     return RouterProducer(url)
 
 
-def run_worker(service: router.Service, concurrency: int = CONCURRENCY) -> None:
-    """Serve ``service`` until SIGTERM/SIGINT."""
+def run_worker(service: router.Service, concurrency: int = CONCURRENCY, metrics: bool = False) -> None:
+    """Serve ``service`` until SIGTERM/SIGINT (with ``metrics``, exporting Prometheus metrics as
+    ``router worker --metrics-port`` does)."""
     registry = router.load(REGISTRY_PATH)
-    worker = router.Worker(registry, service, service=SERVICE, url=redis_url(), concurrency=concurrency)
+    observer = None
+    if metrics:
+        from prometheus_client import CollectorRegistry  # noqa: PLC0415 - only for this mode
+
+        from router.worker.metrics import WorkerMetrics, serve  # noqa: PLC0415
+
+        served = CollectorRegistry()
+        observer = WorkerMetrics(SERVICE, served)
+        serve(0, "127.0.0.1", served)
+    worker = router.Worker(registry, service, service=SERVICE, url=redis_url(), concurrency=concurrency,
+                           metrics=observer)
     worker.run()
