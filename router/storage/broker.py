@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -203,11 +203,51 @@ class SyncBroker:
     def heartbeat(self, sk: ServiceKeys, worker_id: str, doc: str, now_ms: int, ttl_ms: int, prune: bool) -> None:
         """Publish a worker's heartbeat; with ``prune``, also drop expired entries from the service's index
         (readers filter by expiry anyway, so pruning now and then keeps an idle worker's command rate low)."""
+        self._publish(sk.workers, sk.worker(worker_id), worker_id, doc, now_ms, ttl_ms, prune)
+
+    def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
+        """Withdraw a worker's heartbeat at clean exit."""
+        self._withdraw(sk.workers, sk.worker(worker_id), worker_id)
+
+    def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of a service's live workers."""
+        return self._live(sk.workers, sk.worker, now_ms)
+
+    def scheduler_heartbeat(self, sk: ServiceKeys, scheduler_id: str, doc: str, now_ms: int, ttl_ms: int,
+                            prune: bool) -> None:
+        """Publish a cron scheduler's heartbeat under a service whose entries it fires (as :meth:`heartbeat`)."""
+        self._publish(sk.schedulers, sk.scheduler(scheduler_id), scheduler_id, doc, now_ms, ttl_ms, prune)
+
+    def remove_scheduler(self, sk: ServiceKeys, scheduler_id: str) -> None:
+        """Withdraw a scheduler's heartbeat at clean exit."""
+        self._withdraw(sk.schedulers, sk.scheduler(scheduler_id), scheduler_id)
+
+    def live_schedulers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of the live schedulers firing a service's cron entries."""
+        return self._live(sk.schedulers, sk.scheduler, now_ms)
+
+    def cron_claims(self, keys: Sequence[str]) -> list[int | None]:
+        """The claimed fire time (ms) held by each cron claim key, in one round trip (None: no claim, or not a
+        number)."""
+        if not keys:
+            return []
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(sk.worker(worker_id), doc, px=ttl_ms)
-        pipe.zadd(sk.workers, {worker_id: now_ms + ttl_ms})
+        for key in keys:
+            pipe.get(key)
+        out: list[int | None] = []
+        for raw in pipe.execute():
+            try:
+                out.append(int(raw) if raw is not None else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+    def _publish(self, index: str, key: str, member: str, doc: str, now_ms: int, ttl_ms: int, prune: bool) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(key, doc, px=ttl_ms)
+        pipe.zadd(index, {member: now_ms + ttl_ms})
         if prune:
-            pipe.zremrangebyscore(sk.workers, "-inf", now_ms)
+            pipe.zremrangebyscore(index, "-inf", now_ms)
         try:
             pipe.execute()
         except TRANSIENT_ERRORS:
@@ -215,19 +255,17 @@ class SyncBroker:
         except ResponseError as exc:  # NOPERM and friends: the ACL user lacks a command or key pattern
             raise BrokerError(f"Redis refused the heartbeat: {exc}; check the service's ACL user") from exc
 
-    def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
-        """Withdraw a worker's heartbeat at clean exit."""
+    def _withdraw(self, index: str, key: str, member: str) -> None:
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(sk.worker(worker_id))
-        pipe.zrem(sk.workers, worker_id)
+        pipe.delete(key)
+        pipe.zrem(index, member)
         pipe.execute()
 
-    def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
-        """Heartbeat documents of a service's live workers."""
-        ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
+    def _live(self, index: str, key_of: Callable[[str], str], now_ms: int) -> list[bytes]:
+        ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(index, now_ms, "+inf"))
         if not ids:
             return []
-        docs = cast(list[bytes | None], self.client.mget([sk.worker(i.decode()) for i in ids]))
+        docs = cast(list[bytes | None], self.client.mget([key_of(i.decode()) for i in ids]))
         return [d for d in docs if d is not None]
 
     def queue_sizes(self, queues: Sequence[QueueKeys]) -> list[dict[str, int]]:

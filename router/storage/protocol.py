@@ -40,7 +40,8 @@ ARCHIVE = _load("archive")
 REQUEUE = _load("requeue")
 EXTEND = _load("extend")
 MAINTAIN = _load("maintain")
-ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN)
+CRON_FIRE = _load("cron_fire")
+ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, CRON_FIRE)
 
 
 @dataclass(frozen=True)
@@ -191,3 +192,32 @@ def maintain(qk: QueueKeys, now_ms: int, lease_cutoff_ms: int, limit: int = 500)
 def parse_maintain(reply: Any) -> MaintenanceResult:
     due = float(reply[2])
     return MaintenanceResult(int(reply[0]), int(reply[1]), int(due) if due >= 0 else None, int(reply[3]))
+
+
+CRON_ENQUEUED = 1
+CRON_CLAIMED_ALREADY = 0
+CRON_ID_TAKEN = 2
+
+
+@dataclass(frozen=True)
+class CronFire:
+    """One fire of a cron entry: its fire time, the task id derived from it, and the encoded envelope."""
+
+    fire_ms: int
+    task_id: str
+    envelope: str
+
+
+def cron_fire(qk: QueueKeys, entry: str, keep_ms: int, fires: Sequence[CronFire]) -> Call:
+    """Claim ``fires`` of the cron entry ``entry`` (ascending fire times) and enqueue each one claimed on ``qk``,
+    the queue of the entry's task; the claim is kept ``keep_ms``. Read the reply with :func:`parse_cron_fire`."""
+    args: list[Arg] = [max(1, keep_ms)]
+    for f in fires:
+        args.extend((f.fire_ms, f.task_id, f.envelope))
+    keys = (qk.cron(entry), qk.messages, qk.pending, qk.wake, qk.stats, qk.done)
+    return Call(CRON_FIRE, keys, tuple(args))
+
+
+def parse_cron_fire(reply: Any) -> list[int]:
+    """One code per fire: :data:`CRON_ENQUEUED`, :data:`CRON_CLAIMED_ALREADY` or :data:`CRON_ID_TAKEN`."""
+    return [int(x) for x in reply]
