@@ -3,6 +3,7 @@ six-field seconds-last form, far next fires, and the catch-up policies choosing 
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -77,7 +78,7 @@ def test_every_hour_entries_run_on_elapsed_time_across_both_changes(zone: tuple[
     schedule = CronSchedule(spec, tz)
     for change in (at(spring), at(autumn)):
         fires = schedule.fires(change - 4 * 3600, change + 4 * 3600, 1000)
-        steps = {b - a for a, b in zip(fires, fires[1:])}
+        steps = {b - a for a, b in itertools.pairwise(fires)}
         assert len(steps) == 1, local(fires, tz)
         assert len(fires) == 8 * 3600 // steps.pop()
     overlap = schedule.fires(at(autumn) - 3600 - 1, at(autumn) + 3600, 1000)  # both passes of the repeated hour

@@ -6,7 +6,9 @@ and the inspector's view."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from schedkit import cron_registry, entry, queue_ids
 from router.ops.inspector import Inspector
 from router.registry.model import CatchUp, Registry
 from router.scheduler import Scheduler, SchedulerSettings
+from router.scheduler.cron import CronSchedule
 from router.scheduler.entries import cron_task_id
 from router.scheduler.scheduler import TickResult
 from router.service import Service
@@ -93,8 +96,6 @@ def test_each_slot_is_enqueued_once_whichever_replica_fires_it(target: tuple[str
 def test_dst_transitions_fire_by_the_documented_rules(target: tuple[str, Any], schedulers: list[Scheduler],
                                                       tz: str, spec: str, start: str, expected: list[str]) -> None:
     """A scheduler ticking every 20 s through the night of each change enqueues exactly the expected instants."""
-    from datetime import datetime  # noqa: PLC0415 - only here
-
     url, client = target
     registry = cron_registry(url, entry("dst", spec, tz))
     begin = int(datetime.fromisoformat(start).timestamp())
@@ -145,7 +146,7 @@ def test_catch_up_window_bounds_how_far_back_and_how_long_claims_live(target: tu
 def test_a_new_entry_starts_now_and_does_not_fire_its_past(target: tuple[str, Any],
                                                           schedulers: list[Scheduler]) -> None:
     """No claim in Redis: the entry is new, so its first tick fires nothing (not 'the latest missed slot')."""
-    url, client = target
+    url, _ = target
     registry = cron_registry(url, entry("hourly", "0 * * * *", catch_up=CatchUp.ALL))
     s = new_scheduler(schedulers, registry, url)
     assert s.tick(T0 + 1800).fired == []
@@ -196,3 +197,91 @@ def test_downtime_longer_than_the_tombstone_window_never_fires_a_claimed_slot_ag
         assert protocol.parse_enqueue(broker.run(protocol.enqueue(q, [(first_id, "{}")]))) == [1]
     finally:
         broker.close()
+
+
+def test_a_payload_the_guard_refuses_at_fire_time_is_logged_counted_and_not_fatal(
+        target: tuple[str, Any], schedulers: list[Scheduler]) -> None:
+    """Entries built past the loader: one payload breaks the schema, one is too large. Both are refused by the
+    guard at every fire (logged, counted); the good entry fires all the same."""
+    url, client = target
+    registry = cron_registry(url, entry("good", "* * * * * *"), entry("bad", "* * * * * *", payload={"n": "x"}),
+                             entry("big", "* * * * * *", payload={"n": 10**250}), max_payload_bytes=200)
+    s = new_scheduler(schedulers, registry, url)
+    s.tick(T0)
+    with structlog.testing.capture_logs() as logs:
+        first, second = s.tick(T0 + 1), s.tick(T0 + 2)
+    assert first.fired == [("good", T0 + 1)] and second.fired == [("good", T0 + 2)]
+    assert sorted(first.refused) == [("bad", T0 + 1), ("big", T0 + 1)]
+    refused = {e["entry"]: e["error"] for e in logs if e["event"] == "cron_payload_refused"}
+    assert [e["entry"] for e in logs if e["event"] == "cron_payload_refused"] == ["bad", "big"] * 2
+    assert "'x' is not of type 'integer'" in refused["bad"] and "200" in refused["big"]
+    assert s.stats["refused"] == 4 and s.stats["fired"] == 2
+    assert sorted(queue_ids(client, qk(registry, "svc"))) == sorted(ids("good", [T0 + 1, T0 + 2]))
+
+
+def test_no_live_worker_is_logged_once_per_entry_per_minute_and_status_shows_the_backlog(
+        target: tuple[str, Any], schedulers: list[Scheduler]) -> None:
+    """An every-second entry with nobody reading its queue: one warning per minute, not one per tick; status says
+    "backlog, no worker". Once a worker of the service reads the queue, the warning stops; an entry on a queue
+    that worker does not read still warns."""
+    url, _ = target
+    registry = cron_registry(url, entry("tick", "* * * * * *"), entry("alert", "* * * * * 0", task_type="svc.alert"))
+    clock = FakeClock(T0)
+    s = new_scheduler(schedulers, registry, url, clock)
+    s.tick(T0)
+    with structlog.testing.capture_logs() as logs:
+        for i in range(1, 91):
+            clock.now = T0 + i
+            s.tick()
+    warned = [(e["entry"], e["queue"]) for e in logs if e["event"] == "no_live_worker"]
+    assert warned == [("tick", "default"), ("alert", "critical"), ("tick", "default")]  # at 12:00:01, :01:00, :01:01
+    inspector = Inspector(registry, url, clock=clock)
+    try:
+        default = next(q for q in inspector.queues() if q.queue == "default")
+        assert default.backlog_no_worker and default.live_workers == 0 and default.sizes["pending"] == 90
+        broker = SyncBroker(connect(url))
+        Heartbeat(sk(registry, "svc"), "w1", ["default"], ["svc.tick"], 1, 600.0, clock).beat(broker, [])
+        broker.close()
+        with structlog.testing.capture_logs() as logs:
+            for i in range(91, 200):
+                clock.now = T0 + i
+                s.tick()
+        warned = [(e["entry"], e["queue"]) for e in logs if e["event"] == "no_live_worker"]
+        assert warned == [("alert", "critical"), ("alert", "critical")]  # 12:02:00 and 12:03:00: nobody reads it
+        default = next(q for q in inspector.queues() if q.queue == "default")
+        assert not default.backlog_no_worker and default.live_workers == 1
+    finally:
+        inspector.close()
+    assert s.stats["no_live_worker"] == 5
+
+
+def test_heartbeats_and_the_inspector_show_schedulers_with_each_entrys_last_and_next_fire(
+        target: tuple[str, Any], schedulers: list[Scheduler]) -> None:
+    """The inspector lists the live scheduler (merged over services), and per entry the last fire claimed by any
+    replica (from Redis) and the next slot; a withdrawn scheduler disappears."""
+    url, _ = target
+    now = float(int(time.time()))  # heartbeats expire by Redis time, so this clock starts at the real time
+    clock = FakeClock(now)
+    registry = cron_registry(url, entry("tick", "* * * * * */10"), entry("nightly", "30 2 * * *", "Europe/Paris"))
+    s = new_scheduler(schedulers, registry, url, clock)
+    s.tick(now)
+    slot = (int(now) // 10 + 1) * 10
+    s.tick(slot)
+    inspector = Inspector(registry, url, clock=clock)
+    try:
+        (live,) = inspector.schedulers()
+        assert (live.id, live.services, live.entries, live.quiet) == (s.scheduler_id, ["svc"], ["tick", "nightly"],
+                                                                      False)
+        assert live.stats["fired"] == 1
+        clock.now = slot + 3
+        by_name = {c.name: c for c in inspector.cron_entries()}
+        assert by_name["tick"].last_fire_ms == slot * 1000 and by_name["tick"].schedulers == 1
+        assert by_name["tick"].next_fire_ms == (slot + 10) * 1000
+        nightly = by_name["nightly"]
+        assert nightly.last_fire_ms is None and (nightly.queue, nightly.catch_up) == ("default", "latest")
+        assert nightly.next_fire_ms == CronSchedule("30 2 * * *", "Europe/Paris").next_after(slot + 3) * 1000
+        s.withdraw()
+        assert inspector.schedulers() == []
+        assert {c.schedulers for c in inspector.cron_entries()} == {0}
+    finally:
+        inspector.close()
