@@ -74,7 +74,8 @@ def _once(scheduler: Scheduler, url: str) -> None:
             time.sleep(backoff * (0.5 + random.random()))  # waiting for Redis to come back, not for work
             backoff = min(backoff * 2, 2.0)
             continue
-        log.info("scheduler_once", fired=len(result.fired), claimed_elsewhere=len(result.claimed_elsewhere),
-                 refused=len(result.refused), skipped=sum(result.skipped.values()))
+        log.info("scheduler_once", entries=[e.name for e in scheduler.entries], fired=len(result.fired),
+                 claimed_elsewhere=len(result.claimed_elsewhere), refused=len(result.refused),
+                 skipped=sum(result.skipped.values()))
         scheduler.withdraw()
         return
