@@ -123,7 +123,7 @@ class Scheduler:
                 if self._watch.check(self._broker, entry, now_f):
                     self.stats["no_live_worker"] += 1
         self.stats["ticks"] += 1
-        self._maybe_beat(now_f)
+        self._maybe_beat(now_f, fired=bool(result.fired))
         return result
 
     def _start(self, t: int) -> None:
@@ -196,9 +196,12 @@ class Scheduler:
         entry.advance(t)
         return enqueued
 
-    def _maybe_beat(self, now: float) -> None:
+    def _maybe_beat(self, now: float, fired: bool = False) -> None:
+        """Publish the heartbeat when a period has passed, or after a fire once a second has (so the last fire it
+        shows is fresh, without one write per tick)."""
         at = self._beat_at
-        if at is None or not at <= now < at + self.settings.heartbeat_s:
+        period = min(1.0, self.settings.heartbeat_s) if fired else self.settings.heartbeat_s
+        if at is None or not at <= now < at + period:
             self._heartbeat.beat(self._broker, now, self.stats, self.quiet)
             self._beat_at = now
 
