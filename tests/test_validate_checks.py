@@ -328,6 +328,12 @@ CASES: dict[str, Case] = {
         cron:
           - {name: nightly, task: reports.digest, spec: "0 2 * * *", catch_up: every}
         """, "schema-value", 4, 72, ("catch_up", "'latest'", "'all'", "'none'")),
+    "cron catch-up policy of the wrong type": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: nightly, task: reports.digest, spec: "0 2 * * *", catch_up: [latest]}
+        """, "schema-value", 4, 72, ("cron[0].catch_up must be one of", "got ['latest']")),
     "cron name with a colon": Case("""
         version: 1
         services: {reports: {tasks: {reports.digest: {}}}}

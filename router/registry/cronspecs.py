@@ -61,7 +61,7 @@ class CronEntries:
         catch_up = raw.get("catch_up", CatchUp.LATEST.value)
         if not (isinstance(name, str) and isinstance(task, str) and isinstance(spec, str)
                 and isinstance(timezone, str) and isinstance(payload, dict)
-                and catch_up in {c.value for c in CatchUp}):
+                and isinstance(catch_up, str) and catch_up in {c.value for c in CatchUp}):
             return None  # the schema check has reported it
         self.name_check(doc, (*path, "name"), name_problem("cron name", name))
         self.name_check(doc, (*path, "spec"), spec_problem(spec), "cron-spec")
