@@ -8,7 +8,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from router.registry.cronspecs import spec_problem
 from router.registry.model import CatchUp
 from router.scheduler.catchup import plan
 from router.scheduler.cron import CronSchedule
@@ -163,3 +166,35 @@ def test_none_fires_only_on_time_slots() -> None:
     assert _plan(CatchUp.NONE, NOW - 5 * 3600, NOW + 1800, schedule=HOURLY) == ()
     assert _plan(CatchUp.NONE, TWO_HOURS_AGO) == (at("2024-06-01T12:00:00+00:00"),)
     assert _plan(CatchUp.NONE, NOW - 40) == (at("2024-06-01T12:00:00+00:00"),)  # up 40 s: the slot came
+
+
+# --- any spec the registry accepts -----------------------------------------------------------------------------
+
+SPEC = st.tuples(
+    st.sampled_from(["*", "*/5", "*/7", "0", "30", "59", "1-5", "1,15", "*/30"]),  # minute
+    st.sampled_from(["*", "*/3", "0", "1", "2", "3", "23", "0-23/3", "1-5", "2,3"]),  # hour
+    st.sampled_from(["*", "1", "15", "29", "31", "L", "1-7", "*/10"]),  # day of month
+    st.sampled_from(["*", "1", "2", "3", "10", "11", "JAN", "*/2"]),  # month
+    st.sampled_from(["*", "0", "1", "MON", "1-5", "SUN", "6"]),  # day of week
+    st.sampled_from(["", "0", "30", "*/10", "*/30", "5", "0-59/20", "*"]),  # seconds (sixth field), or none
+).map(lambda fields: " ".join(f for f in fields if f))
+ZONES = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu",
+                         "America/Havana", "Antarctica/Troll", "Africa/Casablanca"])
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(spec=SPEC, tz=ZONES, start=st.integers(1_500_000_000, 2_500_000_000), span=st.integers(1, 3 * 86400))
+def test_any_accepted_spec_gives_ordered_fires_in_range_in_any_zone(spec: str, tz: str, start: int,
+                                                                    span: int) -> None:
+    """Whatever spec the registry accepts, in zones with odd offsets and DST rules (Lord Howe's 30-minute shift,
+    Troll's 2-hour one, Casablanca's Ramadan changes): fires are strictly ascending, inside (after, until], agree
+    between the newest- and oldest-first walks, and next_after finds the first of them."""
+    assume(spec_problem(spec) is None)
+    schedule = CronSchedule(spec, tz)
+    fires = schedule.fires(start, start + span, 50_000, newest=False)
+    assert all(start < t <= start + span for t in fires)
+    assert all(a < b for a, b in itertools.pairwise(fires))
+    if len(fires) < 50_000:
+        assert schedule.fires(start, start + span, 50_000) == fires
+    if fires:
+        assert schedule.next_after(start) == fires[0]
