@@ -66,4 +66,4 @@ def test_two_of_three_schedulers_killed_and_restarted_during_60_fires_enqueue_ea
     assert duplicates == 0, {s: n for s, n in counts.items() if n > 1}
     assert misses == []
     assert int(redis_client.hget(q.stats, "enqueued")) == len(counts)  # the counter agrees: nothing enqueued twice
-    assert sum(1 for p in everyone if p.find("cron_fired")) > 3  # the restarted ones fired some slots too
+    assert any(p.find("cron_fired") for p in everyone[3:])  # restarted replicas won slots in the race too
