@@ -224,3 +224,17 @@ def test_a_redis_outage_is_waited_out_and_the_slots_it_hid_fire_once(fresh_redis
     outage = next(e for e in logs if e["event"] == "redis_available")["outage_s"]
     assert outage > 0
     client.close()
+
+
+def test_log_level_filters_the_scheduler_events(redis_url: str, redis_client: Any, tmp_path: Path) -> None:
+    """--log-level WARNING keeps no_live_worker (a warning) and drops cron_fired and scheduler_once (info)."""
+    path = write_cron_yaml(tmp_path / "services.yaml", redis_url, [
+        {"name": "minutely", "task": "svc.tick", "spec": "* * * * *", "payload": {"n": 1}, "catch_up": "latest"}])
+    q = qk(cron_registry(redis_url), "svc")
+    redis_client.set(q.cron("minutely"), (int(time.time()) - 600) * 1000)  # ten minutes behind: one fire due
+    done = router_cli("scheduler", "-r", str(path), "--url", redis_url, "--once", "--log-format", "json",
+                      "--log-level", "WARNING")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert events == ["no_live_worker"], done.stderr
+    assert len(queue_ids(redis_client, q)) == 1
