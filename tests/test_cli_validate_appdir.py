@@ -21,7 +21,7 @@ def test_import_looks_beside_the_registry_by_default(tmp_path: Path) -> None:
     fleet = write_fleet(tmp_path / "fleet")
     code, out = validate(str(fleet.registry), "--import")
     assert code == 0, out
-    assert out.strip() == f"{fleet.registry}: valid (1 services, 1 task types)"
+    assert out.strip() == f"{fleet.registry}: valid (1 services, 1 task types, 0 cron entries)"
 
 
 def test_app_dir_names_where_service_code_lives(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ BUILDERS: dict[str, Callable[[QueueKeys], protocol.Call]] = {
     "delete_batch": lambda q: protocol.delete_batch(q, "archived", 100),
     "overview": lambda q: protocol.overview(q, overview_states(q), [471_000, 471_001]),
     "page": lambda q: protocol.page(q, q.pending, "l", 10, 5, "t1", 3),
+    "cron_fire": lambda q: protocol.cron_fire(q, "nightly-digest", 86_400_000, [
+        protocol.CronFire(NOW, f"cron:nightly-digest:{NOW}", ENV),
+        protocol.CronFire(NOW + 1000, f"cron:nightly-digest:{NOW + 1000}", ENV)]),
 }
 
 SAMPLE_QUEUES = [
@@ -77,7 +80,7 @@ def test_every_call_touches_one_slot(name: str) -> None:
 def test_service_keys_share_a_slot_and_prefix() -> None:
     for prefix, service in (("alpha", "alpha"), ("team-b.billing", "billing")):
         s = ServiceKeys.for_service(prefix, service)
-        keys = [s.workers, s.worker("host-1-abc"), s.worker("other")]
+        keys = [s.workers, s.worker("host-1-abc"), s.worker("other"), s.schedulers, s.scheduler("host-2-def")]
         assert len({key_slot(k) for k in keys}) == 1
         assert all(k.startswith(f"{prefix}:") for k in keys)
 
@@ -87,9 +90,9 @@ def test_same_named_queues_of_two_services_are_apart() -> None:
     beta = QueueKeys.for_queue("beta", "beta", "default")
     names = ("messages", "pending", "active", "scheduled", "retry", "archived", "completed", "lost", "seq",
              "wake", "paused", "stats")  # fmt: skip
-    a_keys = {getattr(alpha, n) for n in names}
-    b_keys = {getattr(beta, n) for n in names}
-    assert len(a_keys) == len(b_keys) == len(names)
+    a_keys = {getattr(alpha, n) for n in names} | {alpha.cron("nightly")}
+    b_keys = {getattr(beta, n) for n in names} | {beta.cron("nightly")}
+    assert len(a_keys) == len(b_keys) == len(names) + 1
     assert not a_keys & b_keys
     assert key_slot(alpha.pending) != key_slot(beta.pending)
     # Same-named queues spread over the cluster rather than piling into one slot.
@@ -127,6 +130,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
             for name in ("enqueue", "dequeue", "extend", "ack", "retry", "archive", "requeue", "maintain", "sweep",
                          "quarantine", "pause", "overview", "unpause", "run", "page", "delete", "delete_batch"):
                 replies[name] = broker.run(BUILDERS[name](q))
+            replies["cron_fire"] = broker.run(BUILDERS["cron_fire"](q))
+            replies["cron_fire again"] = broker.run(BUILDERS["cron_fire"](q))
             # One round trip across slots too (the worker pipelines ack + dequeue of different queues).
             many = broker.run_many([BUILDERS["maintain"](q) for q in SAMPLE_QUEUES])
             assert len(many) == len(SAMPLE_QUEUES)
@@ -147,6 +152,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     assert protocol.parse_page(replies["page"]).total == 0
     assert protocol.parse_delete(replies["delete"]) == (1, ["", "completed"])  # t2 was retained by the ack
     assert protocol.parse_delete(replies["delete_batch"]) == (0, [])
+    assert protocol.parse_cron_fire(replies["cron_fire"]) == [protocol.CRON_ENQUEUED] * 2  # claimed and enqueued
+    assert protocol.parse_cron_fire(replies["cron_fire again"]) == [protocol.CRON_CLAIMED_ALREADY] * 2
 
 
 def key_slot(key: str) -> int:

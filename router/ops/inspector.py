@@ -3,9 +3,11 @@ and act on it. Nothing else reads Redis for them.
 
 Queries: every queue's sizes by state, pause flag, latency and throughput (:meth:`Inspector.overview`), a queue's
 per-minute history (:meth:`~Inspector.history`), the tasks in a state a page at a time (:meth:`~Inspector.tasks`),
-the live workers (:meth:`~Inspector.live_workers`). Actions, each one Lua transition per call and bounded in work:
-:meth:`~Inspector.pause` / :meth:`~Inspector.unpause`, :meth:`~Inspector.run` / :meth:`~Inspector.run_all`
-(archived, retry or scheduled tasks made pending), :meth:`~Inspector.delete` / :meth:`~Inspector.delete_all`.
+the live workers (:meth:`~Inspector.live_workers`), the live cron schedulers and each cron entry's last and next
+fire (:meth:`~Inspector.schedulers`, :meth:`~Inspector.cron_entries`). Actions, each one Lua transition per call
+and bounded in work: :meth:`~Inspector.pause` / :meth:`~Inspector.unpause`, :meth:`~Inspector.run` /
+:meth:`~Inspector.run_all` (archived, retry or scheduled tasks made pending), :meth:`~Inspector.delete` /
+:meth:`~Inspector.delete_all`.
 Answers are the frozen values of :mod:`router.ops.views`. Sync only: a dashboard runs it in a thread pool.
 
 One task's detail and cancelling come with the task lifecycle (``Client.get_task`` / ``Client.cancel``); they will
@@ -34,6 +36,7 @@ from router.ops.views import (
     WorkerInfo,
 )
 from router.registry.model import Registry, ServiceSpec
+from router.scheduler.entries import select_entries
 from router.storage import protocol
 from router.storage.broker import SyncBroker
 from router.storage.connection import Role, SyncRedis, connect
@@ -53,12 +56,50 @@ ProgressCallback = Callable[[Progress], None]
 
 @dataclass(frozen=True)
 class QueueStatus:
-    """How many tasks one queue of one service holds in each state (``router status``)."""
+    """How many tasks one queue of one service holds in each state, and who reads it."""
 
     service: str
     queue: str
     paused: bool
     sizes: dict[str, int]
+    #: Live workers (by heartbeat) that read this queue.
+    live_workers: int = 0
+    #: Tasks are pending and no live worker reads the queue: they wait until one starts ("backlog, no worker").
+    backlog_no_worker: bool = False
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """One live cron scheduler, merged from its heartbeats under every service whose entries it fires."""
+
+    id: str
+    host: str
+    pid: int
+    services: list[str]
+    entries: list[str]
+    started_ms: int
+    at_ms: int
+    quiet: bool
+    stats: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CronEntryStatus:
+    """One cron entry of the registry: where it fires, when it last fired and when it fires next."""
+
+    name: str
+    task: str
+    service: str
+    queue: str
+    spec: str
+    timezone: str
+    catch_up: str
+    #: The latest fire claimed by any scheduler replica (ms), from its claim in Redis; None if none is remembered.
+    last_fire_ms: int | None
+    #: The next slot after now (ms), computed from the registry; None if the spec never fires again.
+    next_fire_ms: int | None
+    #: Live schedulers that fire this entry (0: nobody will fire it).
+    schedulers: int
 
 
 def _state_key(qk: QueueKeys, state: TaskState) -> tuple[str, str]:
@@ -123,8 +164,10 @@ class Inspector:
 
     # -- queues -----------------------------------------------------------------------------------------------------
     def queues(self, service: str | None = None) -> list[QueueStatus]:
-        """Sizes by state of every queue (of one service, or of the fleet): what ``router status`` shows."""
-        return [QueueStatus(q.service, q.queue, q.paused, q.sizes) for q in self.overview(service)]
+        """Sizes by state of every queue (of one service, or of the fleet), with the live workers reading it:
+        what ``router status`` shows."""
+        return [QueueStatus(q.service, q.queue, q.paused, q.sizes, q.live_workers,
+                            q.sizes.get("pending", 0) > 0 and not q.live_workers) for q in self.overview(service)]
 
     def overview(self, service: str | None = None) -> list[QueueInfo]:
         """Every queue (of one service, or of the fleet): sizes by state, paused, latency, all-time counters,
@@ -207,6 +250,42 @@ class Inspector:
         """Live worker processes (of one service, or of the fleet) with their queues, handlers and running tasks,
         from their heartbeats (a worker silent for three heartbeat periods is gone)."""
         return [w for w in map(_worker, self.workers(service)) if w is not None]
+
+    def schedulers(self, service: str | None = None) -> list[SchedulerStatus]:
+        """Live cron schedulers (firing entries of one service, or of any), one per scheduler process."""
+        now_ms = to_ms(self._clock())
+        merged: dict[str, dict[str, Any]] = {}
+        for spec in self._services(service):
+            for doc in _documents(self._broker.live_schedulers(service_keys(spec), now_ms)):
+                sid = str(doc.get("id"))
+                into = merged.setdefault(sid, {**doc, "services": [], "entries": []})
+                into["services"].append(spec.name)
+                into["entries"].extend(e.get("name") for e in doc.get("entries") or () if isinstance(e, dict))
+        return [SchedulerStatus(id=sid, host=str(d.get("host")), pid=int(d.get("pid") or 0),
+                                services=d["services"], entries=d["entries"], started_ms=int(d.get("started_ms") or 0),
+                                at_ms=int(d.get("at_ms") or 0), quiet=bool(d.get("quiet")),
+                                stats=dict(d.get("stats") or {}))
+                for sid, d in sorted(merged.items())]
+
+    def cron_entries(self, service: str | None = None) -> list[CronEntryStatus]:
+        """Every cron entry (of tasks one service owns, or all) with its last fire, next fire and schedulers."""
+        entries = select_entries(self.registry, () if service is None else (service,))
+        claims = self._broker.cron_claims([e.keys.cron(e.name) for e in entries])
+        firing: dict[str, int] = {}
+        for sched in self.schedulers(service):
+            for name in sched.entries:
+                firing[name] = firing.get(name, 0) + 1
+        now = int(self._clock())
+        out = []
+        for entry, claim_ms in zip(entries, claims):
+            following = entry.schedule.next_after(now)
+            out.append(CronEntryStatus(
+                name=entry.name, task=entry.spec.task, service=entry.service.name, queue=entry.queue,
+                spec=entry.spec.spec, timezone=entry.spec.timezone, catch_up=entry.spec.catch_up.value,
+                last_fire_ms=claim_ms, next_fire_ms=None if following is None else following * 1000,
+                schedulers=firing.get(entry.name, 0),
+            ))
+        return out
 
     def _readers(self, specs: Sequence[ServiceSpec], now_ms: int) -> dict[tuple[str, str], int]:
         readers: dict[tuple[str, str], int] = {}

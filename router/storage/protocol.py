@@ -50,8 +50,9 @@ RUN = _load("run")
 DELETE = _load("delete")
 OVERVIEW = _load("overview")
 PAGE = _load("page")
+CRON_FIRE = _load("cron_fire")
 ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, SWEEP, QUARANTINE, PAUSE, UNPAUSE,
-               RUN, DELETE, OVERVIEW, PAGE)
+               RUN, DELETE, OVERVIEW, PAGE, CRON_FIRE)
 
 
 @dataclass(frozen=True)
@@ -443,3 +444,34 @@ def parse_page(reply: Any) -> RawPage:
         for i in range(3, len(reply) - 2, 3)
     ]
     return RawPage(int(reply[0]), int(reply[1]), _int(reply[2]) or 0, entries)
+
+
+# -- cron ---------------------------------------------------------------------------------------------------------
+
+CRON_ENQUEUED = 1
+CRON_CLAIMED_ALREADY = 0
+CRON_ID_TAKEN = 2
+
+
+@dataclass(frozen=True)
+class CronFire:
+    """One fire of a cron entry: its fire time, the task id derived from it, and the encoded envelope."""
+
+    fire_ms: int
+    task_id: str
+    envelope: Envelope
+
+
+def cron_fire(qk: QueueKeys, entry: str, keep_ms: int, fires: Sequence[CronFire]) -> Call:
+    """Claim ``fires`` of the cron entry ``entry`` (ascending fire times) and enqueue each one claimed on ``qk``,
+    the queue of the entry's task; the claim is kept ``keep_ms``. Read the reply with :func:`parse_cron_fire`."""
+    args: list[Arg] = [max(1, keep_ms)]
+    for f in fires:
+        args.extend((f.fire_ms, f.task_id, f.envelope))
+    keys = (qk.cron(entry), qk.messages, qk.pending, qk.wake, qk.stats, qk.done)
+    return Call(CRON_FIRE, keys, tuple(args))
+
+
+def parse_cron_fire(reply: Any) -> list[int]:
+    """One code per fire: :data:`CRON_ENQUEUED`, :data:`CRON_CLAIMED_ALREADY` or :data:`CRON_ID_TAKEN`."""
+    return [int(x) for x in reply]
