@@ -4,7 +4,9 @@ schemas/."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +16,10 @@ import jsonschema
 import pytest
 from clikit import InProcess, make_invoker
 from enginekit import REPO, build_registry, fast_settings, qk, raw_client, task, wait_for, write_registry_yaml
+from schedkit import start_scheduler, write_cron_yaml
 
 import router
+from router.ops.inspector import CronEntryStatus, SchedulerStatus
 from router.ops.views import ActionJSON, QueueJSON, TaskJSON, TaskPageJSON, WorkerJSON
 
 SERVICES: dict[str, Any] = {
@@ -70,7 +74,7 @@ def test_schemas_ship_as_package_data_and_match_the_typeddicts() -> None:
     from importlib import resources  # noqa: PLC0415
 
     for name, typed in (("cli-queues", QueueJSON), ("cli-tasks", TaskPageJSON), ("cli-workers", WorkerJSON),
-                        ("cli-action", ActionJSON), ("cli-enqueue", None)):
+                        ("cli-action", ActionJSON), ("cli-enqueue", None), ("cli-cron", None)):
         doc = schema(name)
         jsonschema.Draft202012Validator.check_schema(doc)
         shipped = json.loads(resources.files("router").joinpath(f"schemas/{name}.schema.json").read_text())
@@ -80,6 +84,9 @@ def test_schemas_ship_as_package_data_and_match_the_typeddicts() -> None:
             assert set(props) == set(typed.__annotations__), name
     items = schema("cli-tasks")["properties"]["tasks"]["items"]["properties"]
     assert set(items) == set(TaskJSON.__annotations__)
+    cron = schema("cli-cron")["properties"]
+    assert set(cron["entries"]["items"]["properties"]) == {f.name for f in dataclasses.fields(CronEntryStatus)}
+    assert set(cron["schedulers"]["items"]["properties"]) == {f.name for f in dataclasses.fields(SchedulerStatus)}
 
 
 def test_queues_lists_sizes_latency_and_throughput(invoke: Callable[..., InProcess], shop: dict[str, Any]) -> None:
@@ -235,8 +242,41 @@ def test_enqueue_goes_through_the_guard(invoke: Callable[..., InProcess], shop: 
     assert piped.code == 0 and "on shop/critical (pending)" in piped.output
 
 
+def test_cron_lists_entries_and_live_schedulers(invoke: Callable[..., InProcess], redis_url: str,
+                                                tmp_path: Path) -> None:
+    path = write_cron_yaml(tmp_path / "services.yaml", redis_url, [
+        {"name": "every-second", "task": "svc.tick", "spec": "* * * * * *", "payload": {"n": 1}},
+        {"name": "nightly", "task": "svc.alert", "spec": "0 2 * * *", "timezone": "Europe/Paris",
+         "payload": {"n": 2}}])
+    idle = valid("cli-cron", invoke("cron", "--registry", str(path), "--url", redis_url, "--format", "json").output)
+    assert idle["schedulers"] == [] and {e["name"]: e["schedulers"] for e in idle["entries"]} == {
+        "every-second": 0, "nightly": 0}
+    scheduler = start_scheduler(path, redis_url, "--heartbeat-s", "0.2")
+    try:
+        wait_for(lambda: scheduler.find("cron_fired"), 20, "a fire")
+
+        def listed() -> Any:
+            doc = valid("cli-cron", invoke("cron", "-r", str(path), "--url", redis_url, "--service", "svc",
+                                           "--format", "json").output)
+            return doc if doc["schedulers"] else None
+
+        doc = wait_for(listed, 10, "the scheduler's heartbeat")
+        entries = {e["name"]: e for e in doc["entries"]}
+        assert entries["every-second"]["last_fire_ms"] and entries["every-second"]["schedulers"] == 1
+        assert entries["nightly"]["last_fire_ms"] is None and entries["nightly"]["timezone"] == "Europe/Paris"
+        assert doc["schedulers"][0]["entries"] == ["every-second", "nightly"]
+        text = invoke("cron", "-r", str(path), "--url", redis_url, "-s", "svc").output
+        assert text.startswith("2 cron entries") and "1 live scheduler(s)" in text
+        assert "(no live scheduler)" not in text
+    finally:
+        scheduler.signal(signal.SIGTERM)
+        scheduler.wait(20)
+        scheduler.kill()
+    assert "(no live scheduler)" in invoke("cron", "-r", str(path), "--url", redis_url).output
+
+
 COMMANDS = [
-    ("queues",), ("tasks", "shop", "default"), ("workers",), ("pause", "shop", "default"),
+    ("queues",), ("tasks", "shop", "default"), ("workers",), ("cron",), ("pause", "shop", "default"),
     ("unpause", "shop", "default"), ("run", "shop", "default", "t1"), ("delete", "shop", "default", "t1"),
     ("enqueue", "shop.order", "--payload", '{"n": 1}'),
 ]
@@ -249,7 +289,7 @@ def test_exit_codes_1_2_and_4(invoke: Callable[..., InProcess], shop: dict[str, 
     assert invoke(*command, "--registry", str(broken), "--url", shop["url"]).code == 1
     down = invoke(*command, "--registry", shop["path"], "--url", DOWN)
     assert down.code == 4 and "error:" in down.output and "Traceback" not in down.output
-    if command[0] in ("queues", "workers"):
+    if command[0] in ("queues", "workers", "cron"):
         unknown = invoke(*command, "--registry", shop["path"], "--url", shop["url"], "--service", "nope")
     elif command[0] == "enqueue":
         unknown = invoke("enqueue", "nope.task", "--payload", "{}", "--registry", shop["path"], "--url", shop["url"])

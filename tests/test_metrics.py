@@ -31,6 +31,7 @@ from enginekit import (
 )
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from schedkit import start_scheduler, write_cron_yaml
 
 import router
 from router.storage.envelope import encode_new
@@ -306,3 +307,40 @@ def test_exporter_reads_router_registry_and_router_redis_url(group_fleet: dict[s
         wp.signal(signal.SIGTERM)
         wp.wait(20)
         wp.kill()
+
+
+def test_the_exporter_shows_schedulers_and_cron_entries_for_alerts(redis_url: str, tmp_path: Path) -> None:
+    path = write_cron_yaml(tmp_path / "services.yaml", redis_url, [
+        {"name": "every-second", "task": "svc.tick", "spec": "* * * * * *", "payload": {"n": 1}},
+        {"name": "nightly", "task": "svc.alert", "spec": "0 2 * * *", "payload": {"n": 2}}])
+    exporter = spawn_router(["exporter", "--registry", str(path), "--url", redis_url, "--port", "0", "--addr",
+                             "127.0.0.1", "--log-format", "json"])
+    scheduler = start_scheduler(path, redis_url, "--heartbeat-s", "0.2")
+    try:
+        port = _port(exporter, "exporter_started")
+        wait_for(lambda: scheduler.find("cron_fired"), 20, "a fire")
+        every = {"entry": "every-second", "service": "svc", "queue": "default", "task_type": "svc.tick"}
+
+        def seen() -> Samples | None:
+            found = samples(scrape(port))
+            return found if value(found, "router_cron_entry_schedulers", **every) == 1 else None
+
+        found = wait_for(seen, 10, "the scheduler's heartbeat in the exporter")
+        assert value(found, "router_service_live_schedulers", service="svc") == 1
+        assert value(found, "router_cron_last_fire_timestamp_seconds", **every) > 1.7e9
+        nightly = {"entry": "nightly", "service": "svc", "queue": "critical", "task_type": "svc.alert"}
+        assert ("router_cron_last_fire_timestamp_seconds", frozenset(nightly.items())) not in found  # never fired
+        assert value(found, "router_cron_next_fire_timestamp_seconds", **nightly) > 1.7e9
+        text = scrape(port)
+        promtool_check(text)
+        _documented(text)
+        scheduler.signal(signal.SIGTERM)
+        assert scheduler.wait(20) == 0
+        gone = wait_for(lambda: value(samples(scrape(port)), "router_service_live_schedulers", service="svc") == 0
+                        or None, 10, "the withdrawn heartbeat")
+        assert gone and value(samples(scrape(port)), "router_cron_entry_schedulers", **every) == 0
+    finally:
+        scheduler.kill()
+        exporter.signal(signal.SIGTERM)
+        exporter.wait(20)
+        exporter.kill()

@@ -1,6 +1,6 @@
-"""The operator's commands on top of the Inspector: ``router queues``, ``tasks``, ``workers`` (listings, each with
-``--format json``), ``pause``, ``unpause``, ``run``, ``delete`` (actions; bulk ones ask for confirmation unless
-``--yes`` and show a progress bar) and ``enqueue`` (through the guard).
+"""The operator's commands on top of the Inspector: ``router queues``, ``tasks``, ``workers``, ``cron`` (listings,
+each with ``--format json``), ``pause``, ``unpause``, ``run``, ``delete`` (actions; bulk ones ask for confirmation
+unless ``--yes`` and show a progress bar) and ``enqueue`` (through the guard).
 
 Each command parses, calls one Inspector (or Client) method and maps the outcome to the exit codes of
 :mod:`router.ops.exitcodes`. The JSON shapes are the TypedDicts of :mod:`router.ops.views`, published as JSON Schemas
@@ -9,6 +9,7 @@ in ``schemas/``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -152,6 +153,40 @@ def _print_workers(found: Sequence[WorkerInfo]) -> None:
         click.echo(f"  handlers: {', '.join(w.handlers)}")
         for r in w.running:
             click.echo(f"  running {r.id}  {r.type}  queue {r.queue}  since {_when(r.started_ms)}")
+
+
+@click.command()
+@registry_option
+@url_option
+@click.option("--service", "-s", default=None, help="Only the entries whose task this service owns.")
+@format_option("{schedulers, entries} (schemas/cli-cron.schema.json)")
+def cron(registry_path: str, url: str | None, service: str | None, output_format: str) -> None:
+    """List the registry's cron entries with their last fire (claimed by any scheduler replica), next fire and the
+    live schedulers firing each, and the live `router scheduler` processes.
+
+    Exit codes: 0 listed; 1 invalid registry; 2 unknown service; 4 Redis unreachable.
+    """
+    with inspecting(registry_path, url) as ins:
+        if service is not None:
+            ins.registry.service(service)
+        schedulers, entries = ins.schedulers(service), ins.cron_entries(service)
+    if output_format == "json":
+        _echo_json({"schedulers": [dataclasses.asdict(x) for x in schedulers],
+                    "entries": [dataclasses.asdict(e) for e in entries]})
+        return
+    click.echo(f"{len(entries)} cron entr{'y' if len(entries) == 1 else 'ies'}")
+    if entries:
+        click.echo(f"{'entry':<26}{'task':<22}{'spec':<18}{'timezone':<18}{'last fire (UTC)':<21}"
+                   f"{'next fire (UTC)':<21}schedulers")
+    for e in entries:
+        warn = "  (no live scheduler)" if not e.schedulers else ""
+        click.echo(f"{_short(e.name, 25):<26}{_short(e.task, 21):<22}{_short(e.spec, 17):<18}{e.timezone:<18}"
+                   f"{_when(e.last_fire_ms):<21}{_when(e.next_fire_ms):<21}{e.schedulers}{warn}")
+    click.echo(f"{len(schedulers)} live scheduler(s)")
+    for x in schedulers:
+        quiet = "  (quiet: SIGTSTP)" if x.quiet else ""
+        click.echo(f"  {x.id}  host {x.host}  pid {x.pid}  services {', '.join(x.services)}  entries "
+                   f"{len(x.entries)}  last heartbeat {_when(x.at_ms)}{quiet}")
 
 
 # -- actions --------------------------------------------------------------------------------------------------------
@@ -319,4 +354,4 @@ def enqueue(task_type: str, registry_path: str, url: str | None, payload: str, q
         click.echo(f"enqueued {info.type} as {info.id} on {info.service}/{info.queue} ({info.state.value})")
 
 
-COMMANDS: tuple[click.Command, ...] = (queues, tasks, workers, pause, unpause, run, delete, enqueue)
+COMMANDS: tuple[click.Command, ...] = (queues, tasks, workers, cron, pause, unpause, run, delete, enqueue)

@@ -1,5 +1,6 @@
 """The fleet's Prometheus gauges, read through the Inspector at every scrape: tasks by state, the oldest pending
-task's age, paused flags, all-time counters and live workers, per queue and per service.
+task's age, paused flags, all-time counters and live workers, per queue and per service; live cron schedulers per
+service and each cron entry's last and next fire and the schedulers firing it.
 
 :class:`FleetCollector` is a prometheus_client collector; ``router exporter`` serves it (:func:`serve_exporter`), and a
 dashboard can register it in its own registry. One scrape costs Redis one script call per queue (all in one round
@@ -43,6 +44,8 @@ class FleetCollector(Collector):
         try:
             queues = self._inspector.overview(self._service)
             workers = self._inspector.live_workers(self._service)
+            schedulers = self._inspector.schedulers(self._service)
+            entries = self._inspector.cron_entries(self._service)
         except (RedisError, BrokerError) as exc:
             log.warning("exporter_scrape_failed", error=str(exc))
             up.add_metric([], 0)
@@ -74,7 +77,26 @@ class FleetCollector(Collector):
         services = [self._service] if self._service else list(self._inspector.registry.services)
         for name in services:
             live.add_metric([name], sum(1 for w in workers if w.service == name))
-        yield from (tasks, age, paused, readers, processed, failed, live)
+        live_schedulers = GaugeMetricFamily("router_service_live_schedulers", "Live cron schedulers firing the "
+                                            "service's entries (by heartbeat).", labels=["service"])
+        for name in services:
+            live_schedulers.add_metric([name], sum(1 for x in schedulers if name in x.services))
+        entry_labels = ["entry", "service", "queue", "task_type"]
+        last = GaugeMetricFamily("router_cron_last_fire_timestamp_seconds", "When the entry last fired (claimed by "
+                                 "any scheduler replica), as a Unix time; absent until it has fired.",
+                                 labels=entry_labels)
+        following = GaugeMetricFamily("router_cron_next_fire_timestamp_seconds", "When the entry fires next, as a "
+                                      "Unix time.", labels=entry_labels)
+        firing = GaugeMetricFamily("router_cron_entry_schedulers", "Live schedulers firing the entry (0: nobody "
+                                   "will).", labels=entry_labels)
+        for e in entries:
+            labels = [e.name, e.service, e.queue, e.task]
+            if e.last_fire_ms is not None:
+                last.add_metric(labels, e.last_fire_ms / 1000)
+            if e.next_fire_ms is not None:
+                following.add_metric(labels, e.next_fire_ms / 1000)
+            firing.add_metric(labels, e.schedulers)
+        yield from (tasks, age, paused, readers, processed, failed, live, live_schedulers, last, following, firing)
         took = GaugeMetricFamily("router_exporter_scrape_duration_seconds", "How long reading the fleet took.")
         took.add_metric([], time.perf_counter() - start)
         yield took
