@@ -27,11 +27,16 @@ def test_the_lease_limit_holds_with_one_wake_up_thread_per_slot(target: tuple[st
     worker = router.Worker(reg, app, url=url, settings=fast_settings(concurrency=10, prefetch=0, lease_s=10))
     runner = threading.Thread(target=worker.run)
     runner.start()
-    peak, stop = [0], threading.Event()
+    peak, stop, lock = [0], threading.Event(), threading.Lock()
+
+    def record() -> None:
+        held = int(r.zcard(qa.active)) + int(r.zcard(qb.active))
+        with lock:  # the sampler's late store of an older reading must not undo the main thread's
+            peak[0] = max(peak[0], held)
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], int(r.zcard(qa.active)) + int(r.zcard(qb.active)))
+            record()
             time.sleep(0.002)  # a sampling period, not a wait for work
 
     sampler = threading.Thread(target=sample)
@@ -45,7 +50,7 @@ def test_the_lease_limit_holds_with_one_wake_up_thread_per_slot(target: tuple[st
         wait_for(lambda: getattr(getattr(worker, "_fetch", None), "reserved", 0) == 0
                  and len(worker._state.running) >= 10, 10,
                  "the wake-ups to land")
-        peak[0] = max(peak[0], int(r.zcard(qa.active)) + int(r.zcard(qb.active)))
+        record()
     finally:
         stop.set()
         gate.set()
