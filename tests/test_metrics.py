@@ -150,7 +150,7 @@ def group_fleet(redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
         "import router\napp = router.Service('shop')\n"
         "@app.handler('shop.order')\ndef order(task):\n    assert not task.payload.get('fail'), 'planned'\n"
         "@app.handler('shop.flaky')\ndef flaky(task):\n    raise RuntimeError('again')\n"
-        "@app.handler('shop.alert')\ndef alert(task):\n    return None\n")
+        "@app.handler('shop.alert')\ndef alert(task):\n    import time\n    time.sleep(task.payload.get('sleep', 0))\n")
     services = {"shop": {**SERVICES["shop"], "app": f"{module}:app"}}
     path = write_registry_yaml(tmp_path / "services.yaml", services, redis_url)
     yield {"path": path, "url": redis_url, "reg": build_registry(redis_url, services)}
@@ -229,6 +229,13 @@ def test_a_worker_serves_metrics_in_one_process_and_refuses_a_taken_port(group_f
         text = scrape(port)
         assert value(samples(text), "router_worker_process_restarts_total", service="shop") == 0
         promtool_check(text)
+        with router.Client(group_fleet["reg"], url=group_fleet["url"]) as c:
+            c.enqueue("shop.alert", {"sleep": 3})
+        wait_for(lambda: value(samples(scrape(port)), "router_tasks_in_flight", **alert) == 1, 10,
+                 "the running handler in the in-flight gauge")
+        wait_for(lambda: value(samples(scrape(port)), "router_tasks_in_flight", **alert) == 0
+                 and value(samples(scrape(port)), "router_tasks_processed_total", **alert) == 4, 15,
+                 "the in-flight gauge back to 0 once the handler returned")
     finally:
         wp.signal(signal.SIGTERM)
         wp.wait(20)

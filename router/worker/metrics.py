@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, values
@@ -50,33 +50,34 @@ class WorkerMetrics:
                                 registry=reg)
         self.duration = Histogram("router_task_duration_seconds", "Time a handler ran, successful or not.", _LABELS,
                                   buckets=DURATION_BUCKETS, registry=reg)
-        self.in_flight = Gauge("router_tasks_in_flight", "Handlers running now.", _LABELS, registry=reg,
-                               multiprocess_mode="livesum")
-        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-        self._lock = threading.Lock()
+        self.in_flight = Gauge("router_tasks_in_flight", "Handlers running now (sampled every second).", _LABELS,
+                               registry=reg, multiprocess_mode="livesum")
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._in_flight_seen: set[tuple[str, str]] = set()
 
-    def _child(self, queue: str, task_type: str) -> tuple[Any, Any, Any]:
-        """(duration, in-flight, processed) of one (queue, type), cached: labels() costs more than inc()."""
+    def _child(self, queue: str, task_type: str) -> tuple[Any, Any]:
+        """(duration, processed) of one (queue, type), cached: labels() costs more than observe()."""
         key = (queue, task_type)
         found = self._children.get(key)
         if found is None:
-            with self._lock:
-                labels = (self.service, queue, task_type)
-                found = self._children[key] = (self.duration.labels(*labels), self.in_flight.labels(*labels),
-                                               self.processed.labels(*labels))
+            labels = (self.service, queue, task_type)
+            found = self._children[key] = (self.duration.labels(*labels), self.processed.labels(*labels))
         return found
 
-    def task_started(self, task: Task) -> None:
-        self._child(task.queue, task.type)[1].inc()
+    def running(self, tasks: Sequence[Task]) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for t in tasks:
+            counts[(t.queue, t.type)] = counts.get((t.queue, t.type), 0) + 1
+        for key in self._in_flight_seen | set(counts):
+            self.in_flight.labels(self.service, *key).set(counts.get(key, 0))
+        self._in_flight_seen |= set(counts)
 
     def task_finished(self, task: Task, duration_s: float, error: BaseException | None) -> None:
-        duration, in_flight, _ = self._child(task.queue, task.type)
-        in_flight.dec()
-        duration.observe(duration_s)
+        self._child(task.queue, task.type)[0].observe(duration_s)
 
     def task_settled(self, queue: str, task_type: str, outcome: Settled, reason: str | None) -> None:
         if outcome == "processed":
-            self._child(queue, task_type)[2].inc()
+            self._child(queue, task_type)[1].inc()
             return
         labels = (self.service, queue, task_type)
         self.failed.labels(*labels).inc()

@@ -1,12 +1,13 @@
 """What a worker tells an observer about each task: the seam metrics (router.worker.metrics) plug into.
 
-The worker calls these hooks only when an observer is given, so a worker without one pays nothing. They run on the
-worker's own threads (``task_started`` on the handler's thread, the others on the main loop) and must be quick and
-never raise: an observer's failure is not the task's.
+The worker calls these hooks only when an observer is given, so a worker without one pays nothing. They all run on
+the worker's main loop, never on a handler's thread (no lock is contended while handlers run), and must be quick;
+what they raise is logged (``observer_failed``), never the task's failure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from router.task import Task
@@ -18,8 +19,9 @@ Settled = Literal["processed", "retried", "archived"]
 class TaskObserver(Protocol):
     """Receives the life of every delivery a worker runs."""
 
-    def task_started(self, task: Task) -> None:
-        """A handler starts running ``task``."""
+    def running(self, tasks: Sequence[Task]) -> None:
+        """The tasks whose handler runs now; sampled about once a second while anything runs, and once more when
+        the last one ends."""
 
     def task_finished(self, task: Task, duration_s: float, error: BaseException | None) -> None:
         """The handler of ``task`` returned (``error`` None) or raised, after ``duration_s``."""

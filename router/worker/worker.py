@@ -57,6 +57,9 @@ log = structlog.get_logger(__name__)
 _DONE, _WAKE, _SIGNAL, _FATAL = range(4)
 #: A stop signal cuts short a round trip that has waited this long (Redis frozen, not down).
 UNSTICK_AFTER_S = 1.0
+#: How often the observer (metrics) hears what runs now, while anything does.
+RUNNING_SAMPLE_S = 1.0
+IDLE = float("inf")
 _REDIS_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
 
 
@@ -189,6 +192,7 @@ class Worker:
         next_heartbeat = now_m
         next_maintenance = now_m
         next_sweep = now_m + SWEEP_EVERY_S
+        next_sample = now_m if self._observer is not None else IDLE
         backoff = 0.05
         while True:
             self._drain_events(block_s=0.0)
@@ -222,6 +226,8 @@ class Worker:
                     self._integrity.slice(self._broker)
                     next_sweep = now_m + SWEEP_EVERY_S
                 fail_timed_out(st.running.values(), now_m, self._outcomes)
+                if self._observer is not None and (now_m >= next_sample or (st.running and next_sample == IDLE)):
+                    next_sample = self._sample_running(now_m)
                 if st.outage_since is not None:
                     log.info("redis_available", outage_s=round(time.monotonic() - st.outage_since, 3))
                     st.outage_since = None
@@ -240,7 +246,7 @@ class Worker:
                 continue  # the queue may hold more: fetch again before sleeping
             if empty and st.fetching and not st.stopping:
                 waker.arm()
-            wake_at = min(next_extend, next_maintenance, next_timeout(st.running.values()))
+            wake_at = min(next_extend, next_maintenance, next_timeout(st.running.values()), next_sample)
             if not burst:
                 wake_at = min(wake_at, next_heartbeat)
             if st.stopping:
@@ -284,9 +290,7 @@ class Worker:
             if run.abandoned or not self._gate_open:  # a stop signal closed the gate: it goes back, unstarted
                 return False
             run.started = time.monotonic()
-        if self._observer is not None:
-            self._observe_start(run)
-        return True
+            return True
 
     def _on_done(self, finished: list[tuple[object, Outcome]]) -> None:
         with self._claim_lock:  # ordered with _hand_back: a finished delivery is settled, never requeued
@@ -305,19 +309,23 @@ class Worker:
         else:
             self._outcomes.fail(run, outcome.error)
 
-    def _observe_start(self, run: Delivery) -> None:
-        try:
-            assert self._observer is not None
-            self._observer.task_started(run.task)
-        except Exception as exc:  # an observer's failure is not the task's
-            log.warning("observer_failed", hook="task_started", error=f"{type(exc).__name__}: {exc}")
-
     def _observe_finish(self, run: Delivery, outcome: Outcome) -> None:
         try:
             assert self._observer is not None
             self._observer.task_finished(run.task, outcome.duration_s, outcome.error)
-        except Exception as exc:
+        except Exception as exc:  # an observer's failure is not the task's
             log.warning("observer_failed", hook="task_finished", error=f"{type(exc).__name__}: {exc}")
+
+    def _sample_running(self, now_m: float) -> float:
+        """Tell the observer what runs now; returns when to sample next (never again while nothing runs and the
+        last sample was empty, so an idle worker's loop does not wake up for it)."""
+        runs = [r.task for r in self._state.running.values() if r.started is not None and not r.abandoned]
+        try:
+            assert self._observer is not None
+            self._observer.running(runs)
+        except Exception as exc:
+            log.warning("observer_failed", hook="running", error=f"{type(exc).__name__}: {exc}")
+        return now_m + RUNNING_SAMPLE_S if runs or self._state.running else IDLE
 
     # -- wiring for the components ----------------------------------------------------------------------------------
     def _notify_signal(self, signum: int) -> None:
@@ -381,6 +389,8 @@ class Worker:
             self._heartbeat.withdraw(self._broker)
         except _REDIS_ERRORS as exc:
             failures.append(str(exc))
+        if self._observer is not None:
+            self._sample_running(time.monotonic())  # what still runs at exit (nothing, unless a sync handler hangs)
         if failures:
             log.error("shutdown_incomplete", error=failures[0],
                       hint="unsettled tasks return to pending when their lease expires; the heartbeat expires")
