@@ -10,11 +10,11 @@ from typing import Any
 
 from router.errors import Problem
 from router.names import name_problem, task_type_problem
-from router.registry import values
+from router.registry import aggregates, values
 from router.registry.cronspecs import CronEntries
 from router.registry.docschema import suggest
 from router.registry.envsubst import interpolate
-from router.registry.model import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
+from router.registry.model import AggregateSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, UniquePolicy
 from router.registry.payloadrefs import PayloadSchemas
 from router.registry.yamlsource import Path, YamlDocument
 
@@ -34,6 +34,7 @@ class SpecBuilder:
         self.env = env
         self.problems = problems
         self.tasks: dict[str, TaskSpec] = {}
+        self.declared_payload: set[str] = set()
         self.schemas = PayloadSchemas(problems)
 
     def build(self) -> Registry:
@@ -59,12 +60,14 @@ class SpecBuilder:
                 elif isinstance(raw, dict):
                     services[name] = self.service(doc, name, raw, defaults)
         self.check_prefixes(services)
+        aggregates.link(services, self.tasks, self.declared_payload, self.docs, self.problems)
         return Registry(
             services=MappingProxyType(services),
             tasks=MappingProxyType(self.tasks),
             cron=CronEntries(self.problems, self.tasks, self.schemas.bad_schema).build(self.docs),
             redis_url=self.redis_url(root, data),
             max_payload_bytes=_int(limits.get("max_payload_bytes"), 512 * 1024),
+            max_result_bytes=_int(limits.get("max_result_bytes"), 1024 * 1024),
             path=root.file,
         )
 
@@ -131,10 +134,13 @@ class SpecBuilder:
         if not isinstance(raw, dict):
             return None
         self.name_check(doc, path, task_type_problem(task_type), key=True)
-        if "unique_s" in raw:  # a setting is honoured or refused, never silently ignored
-            self.problems.append(doc.problem((*path, "unique_s"), "unique_s is not supported yet: router does not "
-                                             "refuse duplicate tasks so far, so this setting would be ignored; "
-                                             "remove it", "not-supported"))
+        policy = raw.get("unique_policy", UniquePolicy.TTL.value)
+        if "unique_policy" in raw and "unique_s" not in raw:  # honoured or refused: a policy without a window
+            self.problems.append(doc.problem((*path, "unique_policy"), "unique_policy needs unique_s (the window, "
+                                             "or for until_finished the longest a lock may outlive a lost task)",
+                                             "unique"))
+        if "payload" in raw:
+            self.declared_payload.add(task_type)
         queue = raw.get("queue", "default")
         queue = queue if isinstance(queue, str) else "default"
         declared = [q.name for q in service.queues]
@@ -151,7 +157,9 @@ class SpecBuilder:
             max_retry=_int(raw.get("max_retry"), defaults.max_retry),
             timeout_s=_num(raw.get("timeout_s"), defaults.timeout_s),
             unique_s=_opt_num(raw.get("unique_s")),
+            unique_policy=UniquePolicy(policy) if policy in {p.value for p in UniquePolicy} else UniquePolicy.TTL,
             retention_s=_opt_num(raw.get("retention_s"), defaults.retention_s),
+            aggregate=_aggregate(raw.get("aggregate")),
             location=doc.location(path, key=True),
         )
         other = self.tasks.get(task_type)
@@ -201,3 +209,11 @@ def _opt_num(value: Any, default: float | None = None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
+
+
+def _aggregate(raw: Any) -> AggregateSpec | None:
+    """The declared aggregation (the schema check has reported a malformed one), checked later across tasks."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("into"), str):
+        return None
+    return AggregateSpec(into=raw["into"], grace_s=_num(raw.get("grace_s"), 5.0),
+                         max_delay_s=_num(raw.get("max_delay_s"), 60.0), max_size=_int(raw.get("max_size"), 100))
