@@ -8,11 +8,11 @@ what would be accepted. The schema ships as package data and its validators are 
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
+from itertools import islice
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -20,7 +20,14 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
 from router.errors import Problem
+from router.quoting import quote
+from router.registry.messages import suggest, where
+from router.registry.payloads import bounded
 from router.registry.yamlsource import Path, YamlDocument
+
+# Violations taken from one validation: past this many, a file has bigger problems than the next one, and every
+# violation costs memory (jsonschema keeps the instance, its path and a message quoting it).
+MAX_VIOLATIONS = 1000
 
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "empty"}
@@ -74,7 +81,8 @@ def schema_problems(doc: YamlDocument, *, included: bool) -> list[Problem]:
     """Every violation of the services schema in ``doc`` (an included file follows ``$defs/fragment``)."""
     root, fragment, task_validator, by_property = _validators()
     validator = fragment if included else root
-    found: list[tuple[Path, ValidationError]] = [((), e) for e in validator.iter_errors(doc.data)]
+    found: list[tuple[Path, ValidationError]] = [((), e) for e in islice(validator.iter_errors(doc.data),
+                                                                          MAX_VIOLATIONS)]
     memo: dict[str, list[ValidationError]] = {}
     for base, task in _tasks(doc.data):
         if by_property is not None and type(task) is dict and all(k in by_property for k in task):
@@ -102,7 +110,7 @@ def _memo_errors(validator: Validator, name: str, value: Any, memo: dict[str, li
     key = f"{name}\0{json.dumps(value, sort_keys=True, default=repr)}"
     errors = memo.get(key)
     if errors is None:
-        errors = memo[key] = list(validator.iter_errors(value))
+        errors = memo[key] = list(islice(validator.iter_errors(value), MAX_VIOLATIONS))
     return errors
 
 
@@ -112,25 +120,6 @@ def _tasks(data: Any) -> Iterator[tuple[Path, Any]]:
         tasks = service.get("tasks") if isinstance(service, dict) else None
         for task_type, task in (tasks.items() if isinstance(tasks, dict) else ()):
             yield ("services", name, "tasks", task_type), task
-
-
-def where(path: Path) -> str:
-    """A YAML-ish rendering of a path: ``services.email.tasks['email.welcome'].queue``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part and all(c.isalnum() or c in "_-" for c in part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{part!r}]"
-    return out or "the top level"
-
-
-def suggest(name: str, candidates: Any) -> str:
-    """' (did you mean X?)' when ``name`` is close to one of ``candidates``, else ''."""
-    close = difflib.get_close_matches(name, [str(c) for c in candidates], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _describe(error: ValidationError, included: bool, base: Path) -> Iterator[tuple[Path, str, str, bool]]:
@@ -145,30 +134,32 @@ def _describe(error: ValidationError, included: bool, base: Path) -> Iterator[tu
         for key in instance:
             if key not in allowed:
                 extra = " (included files may hold only include, services and cron)" if included and not path else ""
-                yield ((*path, key), f"unknown key {key!r} in {here}{suggest(key, allowed)}; allowed keys: "
+                yield ((*path, key), f"unknown key {quote(key)} in {here}{suggest(key, allowed)}; allowed keys: "
                        f"{', '.join(allowed)}{extra}", "unknown-key", True)
     elif kind == "required" and isinstance(instance, Mapping):
         missing = [k for k in value if k not in instance]
-        message = f"{here} is missing required key(s) {', '.join(map(repr, missing))}; add them"
+        message = f"{here} is missing required key(s) {', '.join(map(quote, missing))}; add them"
         yield path, message, "schema-required", False
     elif kind == "type":
         types = value if isinstance(value, list) else [value]
         wanted = " or ".join(_TYPE_NAMES.get(t) or str(t) for t in types)
-        yield path, f"{here} must be {wanted}, not {_kind(instance)}", "schema-type", False
+        # The top level of a file that is not a mapping is not a registry at all: say what it is, not what it says.
+        shown = _kind(instance) if path else _kind_only(instance)
+        yield path, f"{here} must be {wanted}, not {shown}", "schema-type", False
     elif kind in _RANGE:
-        yield path, f"{here} must be {_RANGE[kind]} {value}, got {instance!r}", "schema-range", False
+        yield path, f"{here} must be {_RANGE[kind]} {value}, got {quote(instance)}", "schema-range", False
     elif kind == "const":
         hint = " (the only registry format so far)" if path == ("version",) else ""
-        yield path, f"{here} must be {value!r}{hint}, got {instance!r}", "schema-value", False
+        yield path, f"{here} must be {quote(value)}{hint}, got {quote(instance)}", "schema-value", False
     elif kind == "enum":
-        options = ", ".join(map(repr, value))
-        yield path, f"{here} must be one of {options}, got {instance!r}{suggest(str(instance), value)}", \
+        options = ", ".join(map(quote, value))
+        yield path, f"{here} must be one of {options}, got {quote(instance)}{suggest(instance, value)}", \
             "schema-value", False
     elif kind == "pattern" and path and path[-1] == "app":
-        yield path, f"app must look like 'package.module:attribute' (a router.Service), got {instance!r}", \
+        yield path, f"app must look like 'package.module:attribute' (a router.Service), got {quote(instance)}", \
             "schema-value", False
     else:
-        yield path, f"{here}: {error.message}", "schema-value", False
+        yield path, f"{here}: {bounded(error.message)}", "schema-value", False
 
 
 def _kind(instance: Any) -> str:
@@ -180,6 +171,10 @@ def _kind(instance: Any) -> str:
         return "a mapping"
     if isinstance(instance, list):
         return "a list"
-    text = repr(instance)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{type(instance).__name__ if not isinstance(instance, str) else 'the string'} {text}"
+    return f"{type(instance).__name__ if not isinstance(instance, str) else 'the string'} {quote(instance, 40)}"
+
+
+def _kind_only(instance: Any) -> str:
+    if isinstance(instance, (str, int, float)) and not isinstance(instance, bool):
+        return {str: "a string", int: "a number", float: "a number"}[type(instance)]
+    return _kind(instance)

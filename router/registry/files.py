@@ -1,34 +1,50 @@
 """Reading a registry's files: the root services.yaml and its includes, each parsed as positioned safe YAML and
-checked against the services schema, with include cycles and duplicates reported at the ``include:`` entry."""
+checked against the services schema, with include cycles, duplicates, and files outside the registry's tree or not
+regular files reported at the ``include:`` entry."""
 
 from __future__ import annotations
 
 import os
 
 from router.errors import Problem
+from router.quoting import quote
+from router.registry.containment import FileRefused, RegistryTree
 from router.registry.docschema import schema_problems
 from router.registry.yamlsource import Path, YamlDocument, read_yaml
+
+# Codes of a file that could not be read at all: reported at the include entry that names it.
+_AT_THE_ENTRY = {"file-missing": "include-missing", "file-unreadable": "include-missing",
+                 "file-not-regular": "file-not-regular"}
 
 
 class RegistryFiles:
     """The documents of one registry, in reading order (the root first), and the problems found reading them."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], tree: RegistryTree) -> None:
         self.problems = problems
+        self.tree = tree
         self.docs: list[YamlDocument] = []
         self.included_from: dict[str, str] = {}
 
     def read(self, file: str, stack: tuple[tuple[str, str], ...] = (),
              origin: tuple[YamlDocument, Path] | None = None) -> None:
         """Read ``file`` (included from ``origin``, under the include ``stack``) and everything it includes."""
+        if origin is not None:
+            try:
+                self.tree.check(file)
+            except FileRefused as exc:
+                self.problems.append(origin[0].problem(origin[1], f"included file {quote(file, 200)} {exc.reason}",
+                                                       exc.code))
+                return
         real = os.path.realpath(file)
         if origin is not None and not self.check_include(file, real, stack, origin):
             return
         doc, problems = read_yaml(file)
-        if origin is not None and doc is None and problems and problems[0].code in ("file-missing", "file-unreadable"):
-            what = "not found" if problems[0].code == "file-missing" else "unreadable"
-            problems = [origin[0].problem(origin[1], f"included file {file!r} is {what}; paths are relative to "
-                                          f"{origin[0].file!r}, fix the path or remove the entry", "include-missing")]
+        if origin is not None and doc is None and problems and problems[0].code in _AT_THE_ENTRY:
+            reason = problems[0].message.removeprefix("file ").split(";")[0]
+            problems = [origin[0].problem(origin[1], f"included file {quote(file, 200)} {reason}; paths are "
+                                          f"relative to {origin[0].file!r}, fix the path or remove the entry",
+                                          _AT_THE_ENTRY[problems[0].code])]
         self.problems += problems
         if doc is None:
             return
@@ -51,7 +67,8 @@ class RegistryFiles:
                                              "include-cycle"))
             return False
         if real in self.included_from:
-            message = f"{file!r} is already included (from {self.included_from[real]}); include each file once"
+            message = (f"{quote(file, 200)} is already included (from {self.included_from[real]}); include each "
+                       "file once")
             self.problems.append(doc.problem(path, message, "include-duplicate"))
             return False
         return True
