@@ -130,7 +130,9 @@ class Guard:
             if (fast is not None and fast(payload)) or compiled.validator.is_valid(payload):
                 return
             violations = payload_violations(compiled.spec, payload)
-        except Exception as exc:  # includes SchemaEvaluationError from payload_violations
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # SchemaEvaluationError, or what the validator raised (rpds panics included)
             _encode(task_type, payload)  # a payload JSON cannot carry is the likelier cause, and the better message
             message = str(exc) if isinstance(exc, SchemaEvaluationError) else evaluation_failure(exc)
             raise PayloadInvalid(task_type, [Violation("$", f"the payload schema {message}")]) from None

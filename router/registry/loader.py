@@ -45,15 +45,47 @@ def load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
     """
     environment = os.environ if env is None else env
     allowed = [*(roots or ()), *environment.get(ROOTS_ENV, "").split(os.pathsep)]
-    problems: list[Problem] = []
+    problems = _ProblemList()
+    files = RegistryFiles(problems, RegistryTree(os.fspath(path), allowed))
+    registry: Registry | None = None
     with _gc_paused():
-        files = RegistryFiles(problems, RegistryTree(os.fspath(path), allowed))
-        files.read(os.fspath(path))
-        registry = SpecBuilder(files.docs, environment, problems, files.tree).build() if files.docs else None
+        try:
+            files.read(os.fspath(path))
+            if files.docs:
+                registry = SpecBuilder(files.docs, environment, problems, files.tree, files.budget).build()
+        except _TooManyProblems:
+            list.append(problems, Problem(os.fspath(path), 1, 1, f"more than {MAX_PROBLEMS} problems: stopped "
+                                          "checking here; fix these and run again", "too-many-problems"))
     if problems or registry is None:
         order = {doc.file: i for i, doc in enumerate(files.docs)}
         raise ConfigError(sorted(problems, key=lambda p: (order.get(p.file, -1), p.line, p.column)))
     return registry
+
+
+#: Problems one load reports at most. Aliases can repeat one bad value a million times; past this many the load
+#: stops instead of spending seconds and hundreds of megabytes on messages nobody reads.
+MAX_PROBLEMS = 1000
+
+
+class _TooManyProblems(Exception):
+    """The problem list is full: stop the load."""
+
+
+class _ProblemList(list[Problem]):
+    """The problems of one load: appending past MAX_PROBLEMS stops the load (every builder appends to it)."""
+
+    def append(self, problem: Problem) -> None:
+        if len(self) >= MAX_PROBLEMS:
+            raise _TooManyProblems
+        super().append(problem)
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            self.append(problem)
+
+    def __iadd__(self, problems: Iterable[Problem]) -> _ProblemList:  # type: ignore[override,misc]
+        self.extend(problems)
+        return self
 
 
 @contextmanager

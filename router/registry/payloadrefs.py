@@ -18,11 +18,15 @@ from router.registry.containment import FileRefused, RegistryTree, read_regular_
 from router.registry.messages import where
 from router.registry.metaschema import certainly_valid
 from router.registry.schemarefs import ref_problems
-from router.registry.yamlsource import MAX_DEPTH, MAX_FILE_BYTES, Path, YamlDocument
+from router.registry.yamlsource import CHARS_PER_NODE, MAX_DEPTH, MAX_FILE_BYTES, NodeBudget, Path, YamlDocument
 
 DEFAULT_PAYLOAD_SCHEMA: Mapping[str, Any] = MappingProxyType({"type": "object"})
 
 Verdict = list[tuple[tuple[str | int, ...], str]]
+#: Nodes of payload schemas (distinct ones, counted once) that one load checks with jsonschema's own metaschema:
+#: the schemas the fast check (:mod:`~router.registry.metaschema`) cannot vouch for. That check costs about 0.2 ms a
+#: subschema (2020-12 resolves a $dynamicRef at each), so this bound keeps it to a second or two.
+SLOW_CHECK_NODES = 25_000
 # Refusals of a $ref file that keep their own code (the rest are `payload-schema`): the file is not one to read.
 _OWN_CODES = frozenset({"file-outside", "file-not-regular"})
 
@@ -30,11 +34,13 @@ _OWN_CODES = frozenset({"file-outside", "file-not-regular"})
 class PayloadSchemas:
     """Resolves and checks the payload schemas of one load; remembers the task types whose schema is broken."""
 
-    def __init__(self, problems: list[Problem], tree: RegistryTree) -> None:
+    def __init__(self, problems: list[Problem], tree: RegistryTree, budget: NodeBudget) -> None:
         self.problems = problems
         self.tree = tree
+        self.budget = budget
         self.ref_files: dict[str, tuple[Any, str | None, str]] = {}
         self.verdicts: dict[str, Verdict] = {}
+        self.slow_budget = NodeBudget(limit=SLOW_CHECK_NODES)
         self.bad_schema: set[str] = set()
 
     def payload_schema(self, doc: YamlDocument, path: Path, task_type: str, raw: Any) -> Any:
@@ -71,6 +77,11 @@ class PayloadSchemas:
             return [(tuple(p), m) for p, m in ref_problems(schema)] if refs else []
         key = payloads.canonical(schema)
         found = self.verdicts.get(key)
+        if found is None and not self.slow_budget.take(_nodes(schema, MAX_DEPTH + 1) or 0):
+            return [((), f"it needs jsonschema's full metaschema check (it uses a keyword or dialect the fast check "
+                         f"does not cover), and such schemas in this registry already total {self.slow_budget.used} "
+                         f"of the {SLOW_CHECK_NODES} nodes one load checks that way; share or shrink them, or keep "
+                         "to plain 2020-12 keywords")]
         if found is None:
             found = [(tuple(e.path), payloads.schema_error_message(e)) for e in payloads.schema_errors(schema)]
             if not found:
@@ -96,7 +107,16 @@ class PayloadSchemas:
     def _read(self, file: str, referrer: str) -> tuple[Any, str | None, str]:
         try:
             self.tree.check(file)
-            return _read_json_schema(file), None, "payload-schema"
+            schema = _read_json_schema(file)
+            nodes = _nodes(schema, MAX_DEPTH)
+            if nodes is None:
+                raise FileRefused("payload-schema", f"payload schema file {quote(file, 200)} nests deeper than "
+                                                    f"{MAX_DEPTH} levels; flatten it")
+            if not self.budget.take(nodes):
+                raise FileRefused("payload-schema", f"payload schema file {quote(file, 200)} takes the registry past "
+                                                    f"{self.budget.limit} nodes, more than a registry needs; shrink "
+                                                    "it, or share one schema file between tasks")
+            return schema, None, "payload-schema"
         except FileRefused as exc:
             code = exc.code if exc.code in _OWN_CODES else "payload-schema"
             if exc.code == "file-missing":
@@ -128,9 +148,6 @@ def _read_json_schema(file: str) -> Any:
     if not isinstance(schema, (dict, bool)):
         raise FileRefused("payload-schema", f"payload schema file {name} must hold a JSON object (a schema), not "
                                             f"{type(schema).__name__}")
-    if _depth_over(schema, MAX_DEPTH):
-        raise FileRefused("payload-schema", f"payload schema file {name} nests deeper than {MAX_DEPTH} levels; "
-                                            "flatten it")
     return schema
 
 
@@ -138,12 +155,22 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number; give a finite number")
 
 
-def _depth_over(node: Any, limit: int) -> bool:
-    """Whether ``node`` nests deeper than ``limit``: jsonschema recurses once or more per level."""
-    level: list[Any] = [node]
-    for _ in range(limit):
-        level = [c for n in level for c in (n.values() if isinstance(n, dict) else n if isinstance(n, list) else ())
-                 if isinstance(c, (dict, list))]
-        if not level:
-            return False
-    return True
+def _nodes(node: Any, max_depth: int) -> int | None:
+    """The nodes of JSON data as the YAML budget counts them, or None when it nests deeper than ``max_depth``
+    (jsonschema recurses once or more per level, so depth must stay bounded like a YAML file's)."""
+    total, level = 0, [node]
+    for _ in range(max_depth + 1):
+        total += len(level)
+        nested: list[Any] = []
+        for n in level:
+            if isinstance(n, dict):
+                total += sum(len(k) // CHARS_PER_NODE for k in n)
+                nested.extend(n.values())
+            elif isinstance(n, list):
+                nested.extend(n)
+            elif isinstance(n, str):
+                total += len(n) // CHARS_PER_NODE
+        if not nested:
+            return total
+        level = nested
+    return None

@@ -13,6 +13,7 @@ import json
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
+from itertools import islice
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -119,6 +120,12 @@ def payload_violations(spec: TaskSpec, payload: Any) -> list[Violation]:
     return [Violation(json_path(e.absolute_path), e.message) for e in errors]
 
 
+# What validation may not swallow. Everything else is caught, BaseException included: jsonschema's referencing
+# library stores resources in rpds (Rust), whose PanicException derives from BaseException; it surfaces when the
+# Python stack runs out inside a comparison there (a $ref chain thousands long).
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 class SchemaEvaluationError(Exception):
     """A validator failed on its own (an exception, not a verdict); the message says why, in a user's terms."""
 
@@ -132,13 +139,15 @@ def validation_errors(validator: Validator, instance: Any) -> list[ValidationErr
     """
     try:
         return sorted(validator.iter_errors(instance), key=relevance)
-    except Exception as exc:  # anything but a verdict: never let it escape raw
+    except _FATAL:
+        raise
+    except BaseException as exc:  # anything but a verdict (see _FATAL for why BaseException): never raw
         raise SchemaEvaluationError(evaluation_failure(exc)) from None
 
 
 def evaluation_failure(exc: BaseException) -> str:
     """Why a schema could not be evaluated, from what its validator raised."""
-    if isinstance(exc, RecursionError):
+    if isinstance(exc, RecursionError) or type(exc).__name__ == "PanicException":
         return ("cannot be evaluated: it recursed without end (a $ref loop in the schema, or a payload nested too "
                 "deeply)")
     return f"cannot be evaluated ({type(exc).__name__}: {quote(str(exc), 160)})"
@@ -151,7 +160,9 @@ def evaluation_problem(schema: Any) -> str | None:
         validation_errors(compile_schema(schema), {})
     except SchemaEvaluationError as exc:
         return str(exc)
-    except Exception as exc:  # compiling it failed
+    except _FATAL:
+        raise
+    except BaseException as exc:  # compiling it failed
         return evaluation_failure(exc)
     return None
 
@@ -174,7 +185,7 @@ def schema_errors(schema: Any) -> list[ValidationError]:
     if meta is None:
         meta_cls = validator_for(cls.META_SCHEMA, default=cls)
         meta = _meta[cls] = meta_cls(cls.META_SCHEMA, format_checker=meta_cls.FORMAT_CHECKER)
-    return sorted(meta.iter_errors(schema), key=relevance)
+    return sorted(islice(meta.iter_errors(schema), 100), key=relevance)  # a hundred say enough
 
 
 def schema_error_message(error: ValidationError) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -19,7 +20,7 @@ from router.registry.envsubst import interpolate
 from router.registry.messages import suggest
 from router.registry.model import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
 from router.registry.payloadrefs import PayloadSchemas
-from router.registry.yamlsource import Path, YamlDocument
+from router.registry.yamlsource import NodeBudget, Path, YamlDocument
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,15 @@ class SpecBuilder:
     """Turns the documents of one load into a Registry, appending every problem found to ``problems``."""
 
     def __init__(self, docs: list[YamlDocument], env: Mapping[str, str], problems: list[Problem],
-                 tree: RegistryTree) -> None:
+                 tree: RegistryTree, budget: NodeBudget) -> None:
         self.docs = docs
         self.env = env
         self.problems = problems
         self.tasks: dict[str, TaskSpec] = {}
-        self.schemas = PayloadSchemas(problems, tree)
+        self.schemas = PayloadSchemas(problems, tree, budget)
         # "did you mean" per (service, queue): aliases can put one unknown queue on thousands of tasks.
         self.queue_hints: dict[tuple[str, str], str] = {}
+        self._queue_names: dict[str, dict[str, None]] = {}
 
     def build(self) -> Registry:
         """The registry the documents declare (check ``problems`` before trusting it)."""
@@ -143,13 +145,14 @@ class SpecBuilder:
                                              "remove it", "not-supported"))
         queue = raw.get("queue", "default")
         queue = queue if isinstance(queue, str) else "default"
-        declared = [q.name for q in service.queues]
+        declared = self.queue_names(service)
         if declared and queue not in declared:
             origin = "" if "queue" in raw else " (the default queue)"
             hint = self.queue_hints.get((service.name, queue))
             if hint is None:
                 hint = self.queue_hints[(service.name, queue)] = suggest(queue, declared)
-            shown = ", ".join(q if len(q) <= 40 else q[:40] + "…" for q in declared[:20]) + (
+            first = list(islice(declared, 20))
+            shown = ", ".join(q if len(q) <= 40 else q[:40] + "…" for q in first) + (
                 ", …" if len(declared) > 20 else "")
             self.problems.append(doc.problem(
                 (*path, "queue") if "queue" in raw else path,
@@ -175,6 +178,13 @@ class SpecBuilder:
             return None
         self.tasks[task_type] = spec
         return spec
+
+    def queue_names(self, service: ServiceSpec) -> dict[str, None]:
+        """The service's queue names, in order, as a dict: looked up once per task, so never a list scan."""
+        names = self._queue_names.get(service.name)
+        if names is None:
+            names = self._queue_names[service.name] = dict.fromkeys(q.name for q in service.queues)
+        return names
 
     def name_check(self, doc: YamlDocument, path: Path, message: str | None, *, key: bool = False,
                    code: str = "name-invalid") -> None:

@@ -26,8 +26,10 @@ from router.registry.yamlscalars import plain_value
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
-# Expanded node budget: a 4 MiB file of plain YAML holds well under this, so only alias bombs reach it.
-MAX_NODES = 1_000_000
+# Node budget of a whole registry (all its files, aliases expanded, and its $ref schema files): the checks after the
+# parse cost microseconds a node, and this keeps a load within seconds. A real registry spends about 20 bytes a
+# node: 5,000 task types take about 100,000 nodes, 20,000 about 380,000.
+MAX_NODES = 400_000
 # A string also counts one node per this many characters (keys included): aliases repeat a long string without
 # copying it, but every check and message after the parse pays for its length again at each repetition.
 CHARS_PER_NODE = 32
@@ -40,6 +42,21 @@ Position = tuple[int, int]
 
 _EventParser: Callable[[str], Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KIND = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
+
+
+@dataclass
+class NodeBudget:
+    """The nodes one load may still build, shared by all the files it reads."""
+
+    used: int = 0
+    limit: int = field(default_factory=lambda: MAX_NODES)
+
+    def take(self, nodes: int) -> bool:
+        """Spend ``nodes``; False (nothing spent) when that would go over the limit."""
+        if self.used + nodes > self.limit:
+            return False
+        self.used += nodes
+        return True
 
 
 @dataclass
@@ -68,7 +85,7 @@ class YamlDocument:
         return (found.line + 1, found.column + 1) if found is not None else (1, 1)
 
     def _record_everything(self) -> None:
-        composer = _Composer(self.text or "", self.file, record_depth=MAX_DEPTH + 1)
+        composer = _Composer(self.text or "", self.file, record_depth=MAX_DEPTH + 1, used=0, limit=MAX_NODES)
         composer.compose()
         self.values, self.keys, self.text = composer.doc.values, composer.doc.keys, None
 
@@ -93,8 +110,9 @@ class _Fatal(Exception):
         self.code = code
 
 
-def read_yaml(path: str) -> tuple[YamlDocument | None, list[Problem]]:
-    """Read and parse the YAML file at ``path`` (named ``path`` in problems); only a regular file is read.
+def read_yaml(path: str, budget: NodeBudget | None = None) -> tuple[YamlDocument | None, list[Problem]]:
+    """Read and parse the YAML file at ``path`` (named ``path`` in problems); only a regular file is read, and its
+    nodes are spent from ``budget`` (default: a fresh one).
 
     Returns:
         The document (None when the file could not be read or parsed at all) and every problem found.
@@ -110,15 +128,18 @@ def read_yaml(path: str) -> tuple[YamlDocument | None, list[Problem]]:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return None, [Problem(path, line, column, "file is not valid UTF-8; save it as UTF-8", "file-encoding")]
-    return parse_yaml(text, path)
+    return parse_yaml(text, path, budget)
 
 
-def parse_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Problem]]:
+def parse_yaml(text: str, file: str, budget: NodeBudget | None = None) -> tuple[YamlDocument | None, list[Problem]]:
     """Parse YAML ``text`` as if read from ``file``; see :func:`read_yaml`."""
-    composer = _Composer(text, file, record_depth=RECORD_DEPTH)
+    budget = budget or NodeBudget()
+    composer = _Composer(text, file, record_depth=RECORD_DEPTH, used=budget.used, limit=budget.limit)
     try:
         composer.doc.data = composer.compose()
+        budget.used = composer.nodes
     except _Fatal as exc:
+        budget.used = max(budget.used, composer.nodes)
         line, column = exc.position
         return None, [*composer.problems, Problem(file, line, column, exc.message, exc.code)]
     except yaml.MarkedYAMLError as exc:
@@ -140,7 +161,7 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Problem]
 class _Composer:
     """Builds data from parser events, recording positions and enforcing the bounds."""
 
-    def __init__(self, text: str, file: str, record_depth: int) -> None:
+    def __init__(self, text: str, file: str, record_depth: int, used: int, limit: int) -> None:
         self.parser = _EventParser(text)
         self.doc = YamlDocument(file, None, text=text if record_depth <= MAX_DEPTH else None)
         self.record_depth = record_depth
@@ -148,7 +169,8 @@ class _Composer:
         self.anchors: dict[str, tuple[Any, int, int]] = {}
         self.plain_cache: dict[str, Any] = {}
         self.open_anchors: set[str] = set()
-        self.nodes = 0
+        self.nodes = used
+        self.limit = limit
 
     def compose(self) -> Any:
         get = self.parser.get_event
@@ -179,7 +201,7 @@ class _Composer:
         if kind is ev.ScalarEvent and event.tag is None and event.anchor is None:  # the common case, kept fast
             weight = 1 + len(event.value) // CHARS_PER_NODE
             self.nodes += weight
-            if self.nodes > MAX_NODES:
+            if self.nodes > self.limit:
                 self.count(0, mark)
             if event.implicit[0]:
                 value = self.plain_cache.get(event.value, _MISSING)
@@ -240,10 +262,10 @@ class _Composer:
 
     def count(self, size: int, mark: Any) -> None:
         self.nodes += size
-        if self.nodes > MAX_NODES:
-            raise _Fatal(mark, f"aliases expand this file to more than {MAX_NODES} nodes (an alias bomb?; a string "
-                         f"counts one node per {CHARS_PER_NODE} characters); use fewer aliases of long or nested "
-                         "values", "yaml-alias-bomb")
+        if self.nodes > self.limit:
+            raise _Fatal(mark, f"this file takes the registry past {self.limit} nodes (aliases expanded, a string "
+                         f"counting one node per {CHARS_PER_NODE} characters): an alias bomb, or more than a "
+                         "registry needs; use fewer aliases of long or nested values", "yaml-alias-bomb")
 
     def sequence(self, path: Path | None, depth: int) -> tuple[Any, int, int]:
         items: list[Any] = []
