@@ -188,3 +188,79 @@ def test_alias_repeated_big_scalar_is_cheap(tmp_path: Path, box: LoadBox, shape:
     assert_bounded(outcome)
     assert outcome.kind == "config-error"
     assert max(len(p.message) for p in outcome.problems) < 1000, outcome.describe()
+
+
+def _write_lines(base: Path, name: str, lines: list[str]) -> Path:
+    path = base / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_deep_include_chain_is_refused_not_a_crash(tmp_path: Path, box: LoadBox) -> None:
+    """Sibling: 1,200 files each including the next recursed until Python's stack ran out, which surfaced as a
+    Rust panic (a BaseException) inside jsonschema's reference store."""
+    _write_lines(tmp_path, "services.yaml", ["version: 1", "include: [a0.yaml]"])
+    for i in range(1200):
+        _write_lines(tmp_path, f"a{i}.yaml", [f"include: [a{i + 1}.yaml]" if i < 1199 else "services: {}"])
+    outcome = box.load(tmp_path / "services.yaml")
+    assert_bounded(outcome)
+    assert [p.code for p in outcome.problems] == ["include-limit"], outcome.describe()
+
+
+@pytest.mark.parametrize("shape", ["one body, many services", "many unknown keys", "many bad queue names"])
+def test_problems_stop_at_a_thousand(tmp_path: Path, box: LoadBox, shape: str) -> None:
+    """Sibling: one bad value repeated by aliases made a problem per repetition (900,000 of them: 10 to 15 s and
+    half a gigabyte). A load now stops at 1,000 problems and says so."""
+    if shape == "one body, many services":  # every service re-declares the same 100 task types
+        lines = ["version: 1", "services:", "  s0: &s {tasks: {" + ", ".join(f"t.t{i}: {{}}" for i in range(100))
+                 + "}}"] + [f"  s{i}: *s" for i in range(1, 3000)]
+    elif shape == "many unknown keys":
+        lines = ["version: 1", "services:", "  s:", "    tasks:", "      t.0: &t {"
+                 + ", ".join(f"k{i}: 1" for i in range(300)) + "}"] + [f"      t.{i}: *t" for i in range(1, 1000)]
+    else:
+        lines = ["version: 1", "services:", "  s0: {queues: &q [" + ", ".join(f"'bad:{i}'" for i in range(1000))
+                 + "]}"] + [f"  s{i}: {{queues: *q}}" for i in range(1, 300)]
+    outcome = box.load(_write_lines(tmp_path, "services.yaml", lines))
+    assert_bounded(outcome, budget_s=2.5)
+    assert len(outcome.problems) == 1001 and outcome.problems[0].code == "too-many-problems", outcome.describe()
+
+
+def test_a_task_among_many_queues_is_looked_up_not_scanned(tmp_path: Path, box: LoadBox) -> None:
+    """Sibling: each task's queue was searched in a list of its service's queues: 40,000 tasks on a service of
+    100,000 queues (one alias) took minutes."""
+    lines = ["version: 1", "services:", "  q: {queues: &q [" + ",".join(f"q{i}" for i in range(100_000)) + "]}",
+             "  s:", "    queues: *q", "    tasks:"] + [f"      t{i}: {{queue: q99999}}" for i in range(40_000)]
+    outcome = box.load(_write_lines(tmp_path, "services.yaml", lines))
+    assert_bounded(outcome, budget_s=2.5)
+    assert outcome.kind == "registry", outcome.describe()
+
+
+def test_duplicate_queue_names_are_found_in_linear_time(tmp_path: Path, box: LoadBox) -> None:
+    """Sibling: jsonschema checks ``uniqueItems`` by comparing every pair when the items do not sort (mixed
+    types): 30,000 queue entries took minutes. Now linear, and the duplicate is named."""
+    items = [f"q{i}" if i % 2 else str(i) for i in range(30_000)] + ["q1"]
+    lines = ["version: 1", "services:", "  s: {queues: [" + ", ".join(items) + "]}"]
+    outcome = box.load(_write_lines(tmp_path, "services.yaml", lines))
+    assert_bounded(outcome, budget_s=2.5)
+    duplicate = [p for p in outcome.problems if "more than once" in p.message]
+    assert len(duplicate) == 1 and "'q1'" in duplicate[0].message, outcome.describe()
+
+
+def test_schemas_needing_the_slow_metaschema_check_are_budgeted(tmp_path: Path, box: LoadBox) -> None:
+    """Sibling: a payload schema the fast check cannot vouch for (here: `$anchor`s) goes through jsonschema's own
+    metaschema check at about 0.2 ms a subschema: 20,000 properties took seconds. Beyond the budget, a problem."""
+    lines = ["version: 1", "services:", "  s:", "    tasks:", "      s.t:", "        payload:",
+             "          type: object", "          properties:"]
+    lines += [f"            p{i}: {{type: string, maxLength: {i}, $anchor: a{i}}}" for i in range(20_000)]
+    outcome = box.load(_write_lines(tmp_path, "services.yaml", lines))
+    assert_bounded(outcome, budget_s=2.5)
+    problem = only(outcome.problems, "payload-schema")
+    assert "metaschema check" in problem.message and (problem.line, problem.column) == (7, 11), problem
+
+
+def test_a_reference_to_data_that_is_not_a_schema_is_refused(tmp_path: Path) -> None:
+    """Sibling: ``$ref: "#/required"`` points at a list; the load accepted it and the validator raised
+    AttributeError on every payload that had the property."""
+    path = write(tmp_path, "services.yaml", _task_yaml('{required: [a], properties: {x: {$ref: "#/required"}}}'))
+    problem = only(problems(path), "payload-schema")
+    assert "not at a schema" in problem.message and problem.line == 6

@@ -43,8 +43,8 @@ class RegistryTree:
     """The directories a registry's files may live in: the root file's directory, plus any the caller allows."""
 
     def __init__(self, root_file: str, allowed: Iterable[str | os.PathLike[str]] = ()) -> None:
-        self.home = os.path.realpath(os.path.dirname(os.path.abspath(root_file)))
-        extra = [os.path.realpath(os.fspath(d)) for d in allowed if os.fspath(d)]
+        self.home = _real(os.path.dirname(os.path.abspath(root_file)))
+        extra = [_real(os.fspath(d)) for d in allowed if os.fspath(d)]
         self.dirs = (self.home, *extra)
 
     def check(self, path: str) -> None:
@@ -52,6 +52,8 @@ class RegistryTree:
         if len(path) > MAX_PATH_CHARS:
             raise FileRefused("file-unreadable", f"is a path of {len(path)} characters; paths are at most "
                                                  f"{MAX_PATH_CHARS}")
+        if "\0" in path:  # the OS cannot name such a file; realpath and stat would raise ValueError
+            raise FileRefused("file-unreadable", "is a path with a NUL character; remove it")
         real = os.path.realpath(path)
         if any(_within(real, d) for d in self.dirs):
             return
@@ -59,6 +61,13 @@ class RegistryTree:
         raise FileRefused("file-outside", f"resolves to {quote(real, 200)}, outside the registry's directory "
                                           f"{self.home!r}{widened}; move the file under it, or allow its directory "
                                           f"with {ALLOW_HINT}")
+
+
+def _real(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except ValueError:  # a NUL in the path: nothing can be found under it anyway
+        return os.path.abspath(path.replace("\0", ""))
 
 
 def _within(real: str, directory: str) -> bool:
@@ -76,6 +85,8 @@ def read_regular_file(path: str, limit: int) -> bytes:
         raise FileRefused("file-missing", "is not found") from None
     except OSError as exc:
         raise FileRefused("file-unreadable", f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except ValueError:  # a NUL in the path
+        raise FileRefused("file-unreadable", "is a path with a NUL character; remove it") from None
     try:
         opened = os.fstat(fd)
         if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):

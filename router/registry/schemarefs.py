@@ -38,9 +38,12 @@ def ref_problems(schema: Any) -> list[tuple[SchemaPath, str]]:
         if not ref.startswith("#"):
             found.append((where, f"{where[-1]} {ref[:200]!r} points outside this schema; payload schemas must be "
                                  "self-contained (inline it, or move it under $defs and use '#/$defs/...')"))
-        elif index.target(ref) is None:
+        elif (target := index.target(ref)) is None:
             what = "no such JSON pointer" if ref == "#" or ref.startswith("#/") else "no such $anchor or $dynamicAnchor"
             found.append((where, f"{where[-1]} {ref[:200]!r} points to nothing in this schema ({what}); fix it"))
+        elif not isinstance(node := index.node(target), (Mapping, bool)):
+            found.append((where, f"{where[-1]} {ref[:200]!r} points at {type(node).__name__ + ' data'}, not at a "
+                                 "schema (a mapping or true/false); point it at a schema, e.g. under $defs"))
     if not found:
         found += index.loops()
     return found
