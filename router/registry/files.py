@@ -10,7 +10,8 @@ from router.errors import Problem
 from router.quoting import quote
 from router.registry.containment import FileRefused, RegistryTree
 from router.registry.docschema import schema_problems
-from router.registry.yamlsource import NodeBudget, Path, YamlDocument, read_yaml
+from router.registry.limits import NodeBudget
+from router.registry.yamlsource import Path, YamlDocument, read_yaml
 
 #: Files one registry may have (the root included), and includes nested inside includes: each file costs a read,
 #: a parse and a schema check, and nothing real comes near either bound.

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from router.errors import ConfigError, Problem
 from router.registry.containment import RegistryTree
 from router.registry.files import RegistryFiles
+from router.registry.limits import MAX_PROBLEMS, ProblemList, TooManyProblems
 from router.registry.model import Registry
 from router.registry.specs import SpecBuilder
 
@@ -45,7 +46,7 @@ def load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
     """
     environment = os.environ if env is None else env
     allowed = [*(roots or ()), *environment.get(ROOTS_ENV, "").split(os.pathsep)]
-    problems = _ProblemList()
+    problems = ProblemList()
     files = RegistryFiles(problems, RegistryTree(os.fspath(path), allowed))
     registry: Registry | None = None
     with _gc_paused():
@@ -53,39 +54,13 @@ def load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
             files.read(os.fspath(path))
             if files.docs:
                 registry = SpecBuilder(files.docs, environment, problems, files.tree, files.budget).build()
-        except _TooManyProblems:
+        except TooManyProblems:
             list.append(problems, Problem(os.fspath(path), 1, 1, f"more than {MAX_PROBLEMS} problems: stopped "
                                           "checking here; fix these and run again", "too-many-problems"))
     if problems or registry is None:
         order = {doc.file: i for i, doc in enumerate(files.docs)}
         raise ConfigError(sorted(problems, key=lambda p: (order.get(p.file, -1), p.line, p.column)))
     return registry
-
-
-#: Problems one load reports at most. Aliases can repeat one bad value a million times; past this many the load
-#: stops instead of spending seconds and hundreds of megabytes on messages nobody reads.
-MAX_PROBLEMS = 1000
-
-
-class _TooManyProblems(Exception):
-    """The problem list is full: stop the load."""
-
-
-class _ProblemList(list[Problem]):
-    """The problems of one load: appending past MAX_PROBLEMS stops the load (every builder appends to it)."""
-
-    def append(self, problem: Problem) -> None:
-        if len(self) >= MAX_PROBLEMS:
-            raise _TooManyProblems
-        super().append(problem)
-
-    def extend(self, problems: Iterable[Problem]) -> None:
-        for problem in problems:
-            self.append(problem)
-
-    def __iadd__(self, problems: Iterable[Problem]) -> _ProblemList:  # type: ignore[override,misc]
-        self.extend(problems)
-        return self
 
 
 @contextmanager

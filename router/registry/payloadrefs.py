@@ -15,10 +15,11 @@ from router.errors import Problem
 from router.quoting import quote
 from router.registry import payloads
 from router.registry.containment import FileRefused, RegistryTree, read_regular_file
+from router.registry.limits import CHARS_PER_NODE, NodeBudget
 from router.registry.messages import where
 from router.registry.metaschema import certainly_valid
 from router.registry.schemarefs import ref_problems
-from router.registry.yamlsource import CHARS_PER_NODE, MAX_DEPTH, MAX_FILE_BYTES, NodeBudget, Path, YamlDocument
+from router.registry.yamlsource import MAX_DEPTH, MAX_FILE_BYTES, Path, YamlDocument
 
 DEFAULT_PAYLOAD_SCHEMA: Mapping[str, Any] = MappingProxyType({"type": "object"})
 

@@ -17,10 +17,11 @@ from router.registry import values
 from router.registry.containment import RegistryTree
 from router.registry.cronspecs import CronEntries
 from router.registry.envsubst import interpolate
+from router.registry.limits import NodeBudget
 from router.registry.messages import suggest
 from router.registry.model import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
 from router.registry.payloadrefs import PayloadSchemas
-from router.registry.yamlsource import NodeBudget, Path, YamlDocument
+from router.registry.yamlsource import Path, YamlDocument
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,12 @@ from yaml import events as ev
 from router.errors import Problem
 from router.quoting import quote
 from router.registry.containment import FileRefused, read_regular_file
+from router.registry.limits import CHARS_PER_NODE, MAX_NODES, NodeBudget
 from router.registry.model import SourceLocation
 from router.registry.yamlscalars import plain_value
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
-# Node budget of a whole registry (all its files, aliases expanded, and its $ref schema files): the checks after the
-# parse cost microseconds a node, and this keeps a load within seconds. A real registry spends about 20 bytes a
-# node: 5,000 task types take about 100,000 nodes, 20,000 about 380,000.
-MAX_NODES = 400_000
-# A string also counts one node per this many characters (keys included): aliases repeat a long string without
-# copying it, but every check and message after the parse pays for its length again at each repetition.
-CHARS_PER_NODE = 32
 # Positions are recorded while parsing down to this depth (services.NAME.tasks.TYPE.payload); deeper ones, inside
 # payload schemas and the like, only when a problem needs one: the file is then parsed again with full recording.
 RECORD_DEPTH = 5
@@ -42,21 +36,6 @@ Position = tuple[int, int]
 
 _EventParser: Callable[[str], Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KIND = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
-
-
-@dataclass
-class NodeBudget:
-    """The nodes one load may still build, shared by all the files it reads."""
-
-    used: int = 0
-    limit: int = field(default_factory=lambda: MAX_NODES)
-
-    def take(self, nodes: int) -> bool:
-        """Spend ``nodes``; False (nothing spent) when that would go over the limit."""
-        if self.used + nodes > self.limit:
-            return False
-        self.used += nodes
-        return True
 
 
 @dataclass
