@@ -143,3 +143,26 @@ def test_regular_files_over_the_size_limit_are_not_read(tree: Path) -> None:
     root = write(tree, "services.yaml", REF.format(ref="big.json"))
     problem = only(problems(root), "payload-schema")
     assert "bytes" in problem.message and (problem.line, problem.column) == (5, 29)
+
+
+def test_a_path_with_a_nul_is_a_problem_not_a_crash(tree: Path) -> None:
+    """Found by the fuzz: a NUL in an include or $ref path (JSON-style YAML can write one) made realpath and stat
+    raise ValueError out of router.load."""
+    root = tree / "services.yaml"
+    root.write_text('{"version": 1, "include": ["a\\u0000b.yaml"], "services": {"s": {"tasks": {"s.t": '
+                    '{"payload": {"$ref": "x\\u0000.json"}}}}}}\n', encoding="utf-8")
+    found = problems(root)
+    assert {p.code for p in found} == {"include-missing", "payload-schema"}
+    assert all("NUL" in p.message for p in found)
+
+
+def test_status_honours_the_environment_variable(tree: Path) -> None:
+    """`router status` (like `router worker`) has no --allow-dir: ROUTER_REGISTRY_ROOTS widens its tree. Refused
+    without it (exit 1, before Redis is touched); allowed with it, it goes on to Redis (here unreachable: exit 4)."""
+    root = write(tree, "services.yaml", REF.format(ref="../outside/s.json"))
+    args = ["status", "--registry", str(root), "--url", "redis://127.0.0.1:1/0"]
+    refused = CliRunner().invoke(main, args, env={"ROUTER_REGISTRY_ROOTS": ""})
+    assert refused.exit_code == 1 and "file-outside" not in refused.output and "outside the registry" in \
+        refused.output, refused.output
+    allowed = CliRunner().invoke(main, args, env={"ROUTER_REGISTRY_ROOTS": str(tree.parent / "outside")})
+    assert allowed.exit_code == 4, allowed.output

@@ -46,7 +46,7 @@ class RegistryFiles:
                 self.tree.check(file)
             except FileRefused as exc:
                 self.problems.append(origin[0].problem(origin[1], f"included file {quote(file, 200)} {exc.reason}",
-                                                       exc.code))
+                                                       _AT_THE_ENTRY.get(exc.code, exc.code)))
                 return
         real = os.path.realpath(file)
         if origin is not None and not self.check_include(file, real, stack, origin):
