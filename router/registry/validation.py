@@ -17,7 +17,7 @@ from router.registry.loader import load
 from router.registry.model import Registry
 
 #: Problem codes meaning the root file itself could not be read: a usage error, not an invalid registry.
-UNREADABLE_CODES = frozenset({"file-missing", "file-unreadable", "file-not-regular", "file-too-large"})
+UNREADABLE_CODES = frozenset({"file-missing", "file-unreadable", "file-not-regular"})
 
 
 class ProblemJSON(TypedDict):
