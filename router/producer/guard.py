@@ -20,7 +20,13 @@ from router.errors import InvalidOption, PayloadInvalid, PayloadTooLarge, Unknow
 from router.producer import options
 from router.registry.fastcheck import Check, compile_fast
 from router.registry.model import Registry, TaskSpec
-from router.registry.payloads import payload_validator, payload_violations, thaw
+from router.registry.payloads import (
+    SchemaEvaluationError,
+    evaluation_failure,
+    payload_validator,
+    payload_violations,
+    thaw,
+)
 from router.storage.envelope import encode_new, encode_payload
 from router.storage.keys import QueueKeys, queue_keys
 from router.storage.protocol import EnqueueItem, GroupJoin, UniqueLock
@@ -106,15 +112,8 @@ class Guard:
         if not isinstance(payload, Mapping):
             got = type(payload).__name__
             raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {got}")])
-        try:
-            fast = compiled.fast
-            if not (fast is not None and fast(payload)) and not compiled.validator.is_valid(payload):
-                raise PayloadInvalid(task_type, payload_violations(spec, payload))
-            payload_json = encode_payload(payload)
-        except (TypeError, ValueError) as exc:
-            raise PayloadInvalid(task_type, [Violation("$", f"not representable as JSON: {exc}")]) from None
-        except RecursionError:
-            raise PayloadInvalid(task_type, [Violation("$", "nested too deeply to encode")]) from None
+        self._validate(compiled, task_type, payload)
+        payload_json = _encode(task_type, payload)
         limit = self.registry.max_payload_bytes
         if len(payload_json) * 4 > limit:  # cheap bound first: UTF-8 is at most 4 bytes a character
             size = len(payload_json.encode("utf-8", "surrogatepass"))
@@ -146,6 +145,24 @@ class Guard:
             raise InvalidOption(name, f"no such enqueue option; use {', '.join(sorted(ENQUEUE_OPTIONS))}")
         return self.route(task_type, payload, **options)
 
+    @staticmethod
+    def _validate(compiled: _Compiled, task_type: str, payload: Mapping[str, Any]) -> None:
+        """Raise PayloadInvalid unless ``payload`` matches the schema; a validator that fails on its own instead of
+        deciding (a schema that recurses without end, an unresolvable reference, arithmetic that overflows) is a
+        PayloadInvalid too, never a raw exception out of ``enqueue``."""
+        try:
+            fast = compiled.fast
+            if (fast is not None and fast(payload)) or compiled.validator.is_valid(payload):
+                return
+            violations = payload_violations(compiled.spec, payload)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # SchemaEvaluationError, or what the validator raised (rpds panics included)
+            _encode(task_type, payload)  # a payload JSON cannot carry is the likelier cause, and the better message
+            message = str(exc) if isinstance(exc, SchemaEvaluationError) else evaluation_failure(exc)
+            raise PayloadInvalid(task_type, [Violation("$", f"the payload schema {message}")]) from None
+        raise PayloadInvalid(task_type, violations)
+
     def _compile(self, task_type: str) -> _Compiled:
         spec = self.registry.tasks.get(task_type)
         if spec is None:
@@ -172,3 +189,13 @@ class Guard:
                 f"use one of: {names}",
             )
         return self._keys(spec.service, queue)
+
+
+def _encode(task_type: str, payload: Mapping[str, Any]) -> str:
+    """The payload's JSON text, or PayloadInvalid saying why JSON cannot carry it."""
+    try:
+        return encode_payload(payload)
+    except (TypeError, ValueError) as exc:
+        raise PayloadInvalid(task_type, [Violation("$", f"not representable as JSON: {exc}")]) from None
+    except RecursionError:
+        raise PayloadInvalid(task_type, [Violation("$", "nested too deeply to encode")]) from None
