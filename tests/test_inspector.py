@@ -68,7 +68,8 @@ def test_overview_sizes_latency_counters_and_rates(target: tuple[str, Any]) -> N
         queues = {(q.service, q.queue): q for q in ins.overview()}
         assert set(queues) == {("shop", "default"), ("shop", "critical"), ("mail", "default")}
         d = queues[("shop", "default")]
-        assert d.sizes == {"pending": 1, "active": 0, "scheduled": 0, "retry": 1, "archived": 2, "completed": 0}
+        assert d.sizes == {"pending": 1, "active": 0, "scheduled": 0, "retry": 1, "archived": 2, "completed": 0,
+                           "cancelled": 0, "aggregating": 0}
         assert (d.processed, d.failed, d.paused, d.paused_since_ms) == (5, 3, False, None)
         assert d.latency_s == pytest.approx(90.0)
         # The worker settled at T0 (minute m); at T0+120 the last whole minute is m+1, the last hour holds m.
@@ -342,3 +343,26 @@ def test_run_all_over_100000_archived_proceeds_in_batches(target: tuple[str, Any
     assert len(seen) == 100 and seen[0].done == 1000 and [p.done for p in seen] == sorted(p.done for p in seen)
     assert r.zcard(q.archived) == 0 and r.llen(q.pending) == n
     assert r.lindex(q.pending, -1) == b"a0"  # the oldest archived runs first
+
+
+def test_cancelled_tasks_are_listed_and_deleted_and_aggregating_ones_counted(target: tuple[str, Any]) -> None:
+    url, r = target
+    reg = fleet(url)
+    q = qk(reg, "shop")
+    for n in range(3):  # as the lifecycle's cancel leaves them: terminal, the message kept
+        r.hset(q.messages, f"c{n}", encode_new("shop.order", f'{{"n":{n}}}', 1000).replace('"e":1000',
+                                                                                            '"e":1000,"why":"cancelled"'))
+        r.zadd(q.cancelled, {f"c{n}": 5000 + n})
+    r.hset(q.stats, "aggregating", 4)  # members waiting in their groups: counted, one list per group
+    with Inspector(reg, url) as ins:
+        info = ins.queue("shop", "default")
+        assert (info.sizes["cancelled"], info.sizes["aggregating"]) == (3, 4)
+        page = ins.tasks("shop", "default", "cancelled")
+        assert [(t.id, t.at_ms, t.reason) for t in page.tasks] == [("c0", 5000, "cancelled"), ("c1", 5001, "cancelled"),
+                                                                   ("c2", 5002, "cancelled")]
+        with pytest.raises(ValueError, match="one list per group"):
+            ins.tasks("shop", "default", "aggregating")
+        assert ins.delete("shop", "default", ["c0"]).tasks == {"c0": "cancelled"}
+        assert ins.delete_all("shop", "default", "cancelled").done == 2
+        assert r.zcard(q.cancelled) == 0 and r.hlen(q.messages) == 0
+        assert ins.run("shop", "default", ["c1"]).tasks == {"c1": None}  # cancelled is terminal: never run again

@@ -30,7 +30,7 @@ from router.ops.cliutil import (
     url_option,
 )
 from router.ops.exitcodes import ExitCode
-from router.ops.inspector import BATCH, MAX_PAGE, Inspector
+from router.ops.inspector import BATCH, LISTABLE, MAX_PAGE, Inspector
 from router.ops.views import ActionResult, Progress, QueueInfo, TaskSummary, WorkerInfo
 from router.producer.client import Client
 from router.storage import protocol
@@ -92,8 +92,8 @@ def _print_queues(found: Sequence[QueueInfo]) -> None:
 @click.argument("queue")
 @registry_option
 @url_option
-@click.option("--state", type=click.Choice(STATES), default="pending", show_default=True,
-              help="The state whose tasks to list.")
+@click.option("--state", type=click.Choice([s.value for s in LISTABLE]), default="pending", show_default=True,
+              help="The state whose tasks to list (aggregating tasks are counted by router queues, not listed).")
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True, help="Tasks per page.")
 @click.option("--cursor", default=None, help="Continue after a previous page: the next_cursor it printed.")
 @format_option("one page {service, queue, state, total, tasks, next_cursor} (schemas/cli-tasks.schema.json)")
@@ -264,8 +264,8 @@ def _action_command(name: str) -> click.Command:
     what = ("Make tasks of QUEUE of SERVICE pending now: the named TASK_IDs (archived, retrying or scheduled; an "
             "archived one gets a fresh set of retries), or with --all every task in --state")
     if name == "delete":
-        what = ("Delete tasks of QUEUE of SERVICE: the named TASK_IDs (pending, scheduled, retrying, archived or "
-                "completed; a running task is refused: cancel it), or with --all every task in --state")
+        what = ("Delete tasks of QUEUE of SERVICE: the named TASK_IDs (pending, scheduled, retrying, archived, "
+                "completed or cancelled; a running task is refused: cancel it), or with --all every task in --state")
 
     @click.command(name=name, help=f"""{what}. --all asks for confirmation unless --yes, works in batches
     (bounded work per call in Redis) and shows a progress bar on stderr.

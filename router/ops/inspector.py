@@ -102,12 +102,19 @@ class CronEntryStatus:
     schedulers: int
 
 
+#: States whose tasks sit in one structure that a page can walk (aggregating tasks wait in one list per group).
+LISTABLE = tuple(s for s in TaskState if s is not TaskState.AGGREGATING)
+
+
 def _state_key(qk: QueueKeys, state: TaskState) -> tuple[str, str]:
     """(kind for page.lua, key) of the structure holding the tasks in ``state``."""
     if state is TaskState.PENDING:
         return "l", qk.pending
     if state is TaskState.ACTIVE:
         return "a", qk.active
+    if state is TaskState.AGGREGATING:
+        raise ValueError("aggregating tasks wait in one list per group and cannot be paged; their count is in "
+                         "the queue's sizes")
     return "z", qk.of_state(state)
 
 
@@ -178,16 +185,19 @@ class Inspector:
         hours = sorted({hour_of((current - 60) * 60_000), hour_of(now_ms)})
         specs = self._services(service)
         targets = [(spec, qk) for spec in specs for qk in service_queue_keys(spec)]
-        shapes = [[(s.value, _state_key(qk, s)[1], s is TaskState.PENDING) for s in TaskState] for _, qk in targets]
+        shapes = [[(s.value, _state_key(qk, s)[1], s is TaskState.PENDING) for s in LISTABLE] for _, qk in targets]
         calls = [protocol.overview(qk, shape, hours) for (_, qk), shape in zip(targets, shapes)]
         replies = self._broker.run_many(calls) if calls else []
         readers = self._readers(specs, now_ms)
         out = []
         for (spec, qk), shape, reply in zip(targets, shapes, replies):
             view = protocol.parse_overview(shape, reply)
+            # The enqueue and the group flush keep the count of aggregating members (one list per group).
+            sizes = {s.value: view.stats.get("aggregating", 0) if s is TaskState.AGGREGATING else view.sizes[s.value]
+                     for s in TaskState}
             out.append(QueueInfo(
                 service=spec.name, queue=qk.queue, paused=view.paused_since_ms is not None,
-                paused_since_ms=view.paused_since_ms, sizes=view.sizes, latency_s=_latency(view, now_ms),
+                paused_since_ms=view.paused_since_ms, sizes=sizes, latency_s=_latency(view, now_ms),
                 processed=view.stats.get("processed", 0), failed=view.stats.get("failed", 0),
                 last_minute=_window(view.minutes, current, 1), last_hour=_window(view.minutes, current, 60),
                 live_workers=readers.get((spec.name, qk.queue), 0),

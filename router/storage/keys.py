@@ -28,7 +28,19 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
     Q:paused     STRING  present while the queue is paused (the time it was paused, ms); set and removed by
                          pause.lua / unpause.lua, honoured by dequeue.lua
     Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued,
-                         corrupt, duplicate, stale_bookkeeping, run and deleted (operators' actions)
+                         corrupt, duplicate, stale_bookkeeping, cancelled, aggregating (members waiting now), run and
+                         deleted (operators' actions)
+    Q:cancelled  ZSET    task id -> time cancelled (ms): a terminal state, the message kept like the archive's;
+                         bounded like the archive
+    Q:cancelreq  HASH    task id -> time a cancellation was asked (ms), for tasks running when it was: their
+                         worker stops the handler, and a task recovered after a crash is cancelled, not run
+    Q:waiters    HASH    task id -> 1 while a client waits for it (Client.wait): its end is then published, the
+                         task id on the pub/sub channel of the same name (channels are not keys)
+    Q:unique:<h> STRING  a unique task's lock: the id of the task holding it, with a TTL (``unique_s``); <h> is
+                         the SHA-1 of the task type and its canonical payload (or its ``unique_key``)
+    Q:groups     ZSET    group name -> when the group is due to be flushed (ms, Redis's clock)
+    Q:groupstart HASH    group name -> when its oldest member joined (ms, Redis's clock)
+    Q:group:<g>  LIST    the ids of the members of group <g> waiting to be aggregated, oldest first
     Q:minutes:<hour>  HASH  per-minute counters of one hour (<hour> = hours since the epoch, UTC): fields
                          "p:<minute>" (processed) and "f:<minute>" (failed), <minute> = minutes since the epoch.
                          Written by ack, retry and archive (one HINCRBY per call); each hash expires 25 hours
@@ -142,6 +154,36 @@ class QueueKeys:
     def stats(self) -> str:
         return f"{self.base}:stats"
 
+    @property
+    def cancelled(self) -> str:
+        return f"{self.base}:cancelled"
+
+    @property
+    def cancel_requests(self) -> str:
+        return f"{self.base}:cancelreq"
+
+    @property
+    def waiters(self) -> str:
+        return f"{self.base}:waiters"
+
+    def unique(self, digest: str) -> str:
+        """The lock of the unique tasks whose key hashes to ``digest`` (hex)."""
+        if not digest or len(digest) > 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"invalid unique digest {digest!r}: 1-64 lowercase hex characters")
+        return f"{self.base}:unique:{digest}"
+
+    @property
+    def groups(self) -> str:
+        return f"{self.base}:groups"
+
+    @property
+    def group_start(self) -> str:
+        return f"{self.base}:groupstart"
+
+    def group(self, name: str) -> str:
+        """The members waiting in group ``name``."""
+        return f"{self.base}:group:{check_name('group name', name)}"
+
     def minutes(self, hour: int) -> str:
         """The per-minute counters of hour ``hour`` (hours since the epoch), see :func:`hour_of`."""
         return f"{self.base}:minutes:{int(hour)}"
@@ -151,7 +193,10 @@ class QueueKeys:
         return f"{self.base}:cron:{check_name('cron name', entry)}"
 
     def of_state(self, state: TaskState) -> str:
-        """The key holding the ids of tasks in ``state`` (a LIST for pending, a ZSET for the others)."""
+        """The key holding the ids of tasks in ``state``: a LIST for pending, a ZSET for the others but aggregating,
+        whose members sit in one list per group (:meth:`group`; ``Q:stats`` counts them as ``aggregating``)."""
+        if state is TaskState.AGGREGATING:
+            raise ValueError("aggregating tasks sit in one list per group: use group(name), and groups")
         return f"{self.base}:{state.value}"
 
 

@@ -1,6 +1,7 @@
--- delete: an operator removes tasks that are not running: pending, scheduled, retry, archived or completed.
+-- delete: an operator removes tasks that are not running: pending, scheduled, retry, archived, completed or
+-- cancelled.
 -- KEYS[1] Q:pending  KEYS[2] Q:scheduled  KEYS[3] Q:retry  KEYS[4] Q:archived  KEYS[5] Q:completed
--- KEYS[6] Q:msg  KEYS[7] Q:lost  KEYS[8] Q:leased  KEYS[9] Q:stats
+-- KEYS[6] Q:msg  KEYS[7] Q:lost  KEYS[8] Q:leased  KEYS[9] Q:stats  KEYS[10] Q:cancelled
 -- ARGV[1] 'ids' or 'batch'  ARGV[2] the state ('*' with 'ids': whichever holds the id)
 -- 'ids': ARGV[3..] task ids. Each is removed from the state that holds it; a running task (leased) is refused:
 --   cancel it instead. Deleting one pending id searches the list (LREM, linear in its length).
@@ -9,7 +10,7 @@
 -- A task's message goes with it, unless the id is still referenced elsewhere (a stray second pending reference
 -- to a task that is running or in another state only loses that reference).
 -- Returns {deleted count, then per id (mode 'ids') the state it was deleted from, 'active', or ''}.
-local zsets = {scheduled = KEYS[2], retry = KEYS[3], archived = KEYS[4], completed = KEYS[5]}
+local zsets = {scheduled = KEYS[2], retry = KEYS[3], archived = KEYS[4], completed = KEYS[5], cancelled = KEYS[10]}
 local mode, state = ARGV[1], ARGV[2]
 local deleted = 0
 local out = {0}
@@ -46,7 +47,7 @@ if mode == 'batch' then
     return redis.error_reply('delete: no such state ' .. state)
   end
 else
-  local order = {'scheduled', 'retry', 'archived', 'completed', 'pending'}
+  local order = {'scheduled', 'retry', 'archived', 'completed', 'cancelled', 'pending'}
   if state ~= '*' then order = {state} end
   for i = 3, #ARGV do
     local id = ARGV[i]
