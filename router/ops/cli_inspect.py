@@ -77,12 +77,14 @@ def queues(registry_path: str, url: str | None, service: str | None, output_form
 
 
 def _print_queues(found: Sequence[QueueInfo]) -> None:
-    head = f"{'service':<12}{'queue':<12}" + "".join(f"{s:>10}" for s in STATES)
+    widths = [max(10, len(s) + 2) for s in STATES]
+    head = f"{'service':<12}{'queue':<12}" + "".join(f"{s:>{w}}" for s, w in zip(STATES, widths))
     click.echo(head + f"{'latency':>10}{'done/min':>10}{'fail/min':>10}{'done/h':>9}{'fail/h':>9}{'workers':>9}")
     for q in found:
         latency = "-" if q.latency_s is None else f"{q.latency_s:.1f}s"
         flag = "  (paused)" if q.paused else ""
-        click.echo(f"{q.service:<12}{q.queue:<12}" + "".join(f"{q.sizes.get(s, 0):>10}" for s in STATES)
+        sizes = "".join(f"{q.sizes.get(s, 0):>{w}}" for s, w in zip(STATES, widths))
+        click.echo(f"{q.service:<12}{q.queue:<12}{sizes}"
                    + f"{latency:>10}{q.last_minute.processed:>10}{q.last_minute.failed:>10}"
                    + f"{q.last_hour.processed:>9}{q.last_hour.failed:>9}{q.live_workers:>9}{flag}")
 
