@@ -10,6 +10,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -35,7 +38,7 @@ from schedkit import start_scheduler, write_cron_yaml
 
 import router
 from router.storage.envelope import encode_new
-from router.worker.metrics import WorkerMetrics
+from router.worker.metrics import WorkerMetrics, group_registry
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 DOC = REPO / "docs" / "metrics.md"
@@ -64,9 +67,14 @@ def promtool_check(text: str) -> None:
     assert done.returncode == 0, f"promtool check metrics:\n{done.stdout}{done.stderr}"
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        return str(reply.read().decode())
+def scrape(port: int, server: WorkerProcess | None = None) -> str:
+    """One scrape; a failed one names the server's last log lines (its traceback, if any)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            return str(reply.read().decode())
+    except urllib.error.URLError as exc:
+        tail = server.log_tail() if server is not None else ""
+        raise AssertionError(f"scrape of port {port} failed: {exc}\n{tail}") from exc
 
 
 def families(text: str) -> set[str]:
@@ -176,7 +184,7 @@ def test_a_process_group_serves_one_endpoint_that_survives_a_crash(group_fleet: 
         labels = {"service": "shop", "queue": "default", "task_type": "shop.order"}
 
         def settled() -> Samples | None:
-            found = samples(scrape(port))
+            found = samples(scrape(port, wp))
             done = value(found, "router_tasks_processed_total", **labels)
             return found if done == 40 and value(found, "router_tasks_failed_total", **labels) == 4 else None
 
@@ -186,19 +194,19 @@ def test_a_process_group_serves_one_endpoint_that_survives_a_crash(group_fleet: 
                      task_type="shop.alert") == 6
         assert value(found, "router_task_duration_seconds_count", **labels) == 44
         assert value(found, "router_worker_process_restarts_total", service="shop") == 0
-        text = scrape(port)
+        text = scrape(port, wp)
         promtool_check(text)
         _documented(text)
         # A child killed outright is restarted; the endpoint counts the restart and keeps the dead child's totals.
         os.kill(pids[0], signal.SIGKILL)
-        restarted = wait_for(lambda: value(samples(scrape(port)), "router_worker_process_restarts_total",
+        restarted = wait_for(lambda: value(samples(scrape(port, wp)), "router_worker_process_restarts_total",
                                            service="shop") == 1 or None, 20, "the restart to be counted")
         assert restarted
-        after = samples(scrape(port))
+        after = samples(scrape(port, wp))
         assert value(after, "router_tasks_processed_total", **labels) == 40
         with router.Client(group_fleet["reg"], url=group_fleet["url"]) as c:
             c.enqueue_many([("shop.order", {"n": n}) for n in range(5)])
-        wait_for(lambda: value(samples(scrape(port)), "router_tasks_processed_total", **labels) == 45, 20,
+        wait_for(lambda: value(samples(scrape(port, wp)), "router_tasks_processed_total", **labels) == 45, 20,
                  "the restarted group to count new tasks on top")
         wp.signal(signal.SIGTERM)
         assert wp.wait(20) == 0
@@ -351,3 +359,17 @@ def test_the_exporter_shows_schedulers_and_cron_entries_for_alerts(redis_url: st
         exporter.signal(signal.SIGTERM)
         exporter.wait(20)
         exporter.kill()
+
+
+def test_the_group_endpoint_leaves_out_a_file_it_cannot_read(tmp_path: Path) -> None:
+    """A child killed in the middle of a write can leave a torn file: the parent's endpoint still serves the others."""
+    writer = textwrap.dedent("""
+        from prometheus_client import Counter
+        Counter("router_tasks_processed", "x", ["service"]).labels("shop").inc(7)
+    """)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", writer], env=env, check=True, timeout=30)
+    (tmp_path / "counter_999999.db").write_bytes(b"\xff\x00\x00\x00torn")  # says 255 bytes used, holds 8
+    (tmp_path / "counter_999998.db").write_bytes(b"")  # created, never written
+    text = generate_latest(group_registry(str(tmp_path))).decode()
+    assert value(samples(text), "router_tasks_processed_total", service="shop") == 7

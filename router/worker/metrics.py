@@ -13,17 +13,23 @@ This module is imported only when metrics are on.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, values
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric, start_http_server, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from router.task import Task
 from router.worker.observe import Settled
+
+log = structlog.get_logger(__name__)
 
 #: Handler durations: from a few milliseconds to an hour (the default timeout_s is 30 minutes).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0,
@@ -118,10 +124,46 @@ def process_died(pid: int, path: str) -> None:
     mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
+class _SettledCollector(Collector):
+    """prometheus_client's multiprocess merge, robust to files caught mid-write. A child that is starting (a restart)
+    or adding its first value of a label set can leave a file briefly shorter than its header says: such a read is
+    tried again. A file that stays unreadable (a child killed in the middle of a write) is left out of the scrape
+    and logged (``metrics_file_unreadable``), rather than failing every scrape from then on."""
+
+    ATTEMPTS = 4
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = glob.glob(os.path.join(self._path, "*.db"))
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return _merge(files)
+            except FileNotFoundError:
+                files = glob.glob(os.path.join(self._path, "*.db"))  # a dead child's live gauges were removed
+            except Exception:
+                time.sleep(0.02 * (attempt + 1))
+        readable = []
+        for f in files:
+            try:
+                _merge([f])
+                readable.append(f)
+            except FileNotFoundError:
+                pass
+            except Exception as exc:
+                log.warning("metrics_file_unreadable", file=f, error=f"{type(exc).__name__}: {exc}")
+        return _merge(readable)
+
+
+def _merge(files: list[str]) -> list[Metric]:
+    return list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+
+
 def group_registry(path: str) -> CollectorRegistry:
     """A registry that reads every process's values from the multiprocess directory ``path``."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(_SettledCollector(path))
     return registry
 
 
