@@ -8,27 +8,35 @@ id and envelope; if every attempt fails the caller gets ``EnqueueOutcomeUnknown`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from router.clock import Clock, system_clock
-from router.errors import BrokerError, DuplicateTask, EnqueueOutcomeUnknown, TaskIdConflict
+from router.errors import BrokerError, DuplicateTask, EnqueueOutcomeUnknown, TaskIdConflict, TaskNotFound, WaitTimeout
+from router.producer import lifecycle
 from router.producer.guard import Guard, Route
+from router.producer.lifecycle import TaskRef
 from router.producer.liveguard import LiveHandlers
 from router.registry.model import Registry
 from router.storage import protocol
 from router.storage.broker import AsyncBroker, SyncBroker
 from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, Role, SyncRedis, connect, connect_async
 from router.storage.keys import QueueKeys
-from router.task import TaskInfo, TaskState
+from router.task import CancelResult, TaskDetail, TaskInfo, TaskState
+
+T = TypeVar("T")
 
 #: An item of ``enqueue_many``: (type, payload) or (type, payload, options).
 BulkItem = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 ATTEMPTS = 3
 RETRY_PAUSE_S = 0.05
+#: A waiting client is told of the task's end by pub/sub; it also looks again this often, because pub/sub drops
+#: messages when a connection resets.
+WAIT_RECHECK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,32 @@ def _heartbeats_unreadable(cause: BaseException) -> BrokerError:
                        "retry when Redis is reachable")
 
 
+def _unreachable(cause: BaseException) -> BrokerError:
+    return BrokerError(f"Redis could not be reached ({cause}); nothing was changed, retry when it is reachable")
+
+
+def _await_message(pubsub: Any, task_id: str, timeout_s: float) -> None:
+    """Return when the end of ``task_id`` is published on the subscribed channel, or after ``timeout_s``."""
+    until = time.monotonic() + timeout_s
+    while (left := until - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=left)
+        if message is not None and _names(message, task_id):
+            return
+
+
+async def _await_message_async(pubsub: Any, task_id: str, timeout_s: float) -> None:
+    until = time.monotonic() + timeout_s
+    while (left := until - time.monotonic()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None and _names(message, task_id):
+            return
+
+
+def _names(message: Mapping[str, Any], task_id: str) -> bool:
+    data = message.get("data")
+    return isinstance(data, bytes) and data.decode("utf-8", "surrogateescape") == task_id
+
+
 def _unknown(batch: _Batch, cause: BaseException) -> EnqueueOutcomeUnknown:
     return EnqueueOutcomeUnknown(batch.routes[0].task_id, cause, [r.task_id for r in batch.routes])
 
@@ -151,6 +185,77 @@ class Client:
                 time.sleep(RETRY_PAUSE_S * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def get_task(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> TaskDetail:
+        """The task's state now, with its payload, last error and (if kept) result.
+
+        ``task`` is an id or the TaskInfo of its enqueue; without ``service``/``queue`` (or a TaskInfo) every queue
+        of the registry is searched. Raises TaskNotFound or AmbiguousTaskId.
+        """
+        qk, task_id, look = self._find(task, service, queue)
+        return lifecycle.detail(qk, task_id, look)
+
+    def cancel(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> CancelResult:
+        """Cancel a task: one that has not started never runs; a running one is stopped by its worker (see
+        :class:`~router.task.CancelOutcome`). Safe to repeat."""
+        qk, task_id, look = self._find(task, service, queue)
+        call = lifecycle.cancel_call(qk, task_id, look, int(time.time() * 1000))
+        return lifecycle.cancel_result(qk, task_id, self._retrying(lambda: self._broker.run(call)))
+
+    def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
+             queue: str | None = None) -> TaskDetail:
+        """Block until the task has ended (completed, archived or cancelled) and return it; raises WaitTimeout
+        after ``timeout_s`` (None: no limit). The task's end is pushed to the client (pub/sub), not polled."""
+        qk, task_id, look = self._find(task, service, queue)
+        current = lifecycle.detail(qk, task_id, look)
+        if current.finished:
+            return current
+        until = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        entered = False
+        try:
+            pubsub.subscribe(qk.waiters)  # before the look that counts us, so the end cannot slip between them
+            mode = protocol.WAIT_ENTER
+            while True:
+                current = self._look(qk, task_id, mode)
+                entered = entered or mode == protocol.WAIT_ENTER
+                mode = ""
+                if current.finished:
+                    entered = False  # the end's publication cleared the count
+                    return current
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
+                _await_message(pubsub, task_id, WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+        finally:
+            if entered:
+                with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
+                    self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
+            pubsub.close()
+
+    def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
+        look = protocol.parse_lookup(self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode))))
+        if look.state == "unknown":
+            raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
+        return lifecycle.detail(qk, task_id, look)
+
+    def _find(self, task: TaskRef, service: str | None, queue: str | None) -> tuple[QueueKeys, str, protocol.Lookup]:
+        task_id, queues = lifecycle.candidates(self.registry, task, service, queue)
+        replies = self._retrying(lambda: self._broker.run_many(lifecycle.lookups(task_id, queues)))
+        qk, look = lifecycle.pick(task_id, queues, replies)
+        return qk, task_id, look
+
+    @staticmethod
+    def _retrying(fn: Callable[[], T]) -> T:
+        """``fn()`` (an idempotent read or cancel), tried again on a transient error; BrokerError at the end."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return fn()
+            except TRANSIENT_ERRORS as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise _unreachable(exc) from exc
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         """Close the connection pool."""
         self._broker.close()
@@ -206,6 +311,73 @@ class AsyncClient:
             except TRANSIENT_ERRORS as exc:
                 if attempt == ATTEMPTS - 1:
                     raise _unknown(batch, exc) from exc
+                await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def get_task(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> TaskDetail:
+        """The task's state now; see :meth:`Client.get_task`."""
+        qk, task_id, look = await self._find(task, service, queue)
+        return lifecycle.detail(qk, task_id, look)
+
+    async def cancel(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> CancelResult:
+        """Cancel a task; see :meth:`Client.cancel`."""
+        qk, task_id, look = await self._find(task, service, queue)
+        call = lifecycle.cancel_call(qk, task_id, look, int(time.time() * 1000))
+        return lifecycle.cancel_result(qk, task_id, await self._retrying(lambda: self._broker.run(call)))
+
+    async def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
+                   queue: str | None = None) -> TaskDetail:
+        """Wait until the task has ended and return it; see :meth:`Client.wait`."""
+        qk, task_id, look = await self._find(task, service, queue)
+        current = lifecycle.detail(qk, task_id, look)
+        if current.finished:
+            return current
+        until = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)
+        entered = False
+        try:
+            await pubsub.subscribe(qk.waiters)
+            mode = protocol.WAIT_ENTER
+            while True:
+                current = await self._look(qk, task_id, mode)
+                entered = entered or mode == protocol.WAIT_ENTER
+                mode = ""
+                if current.finished:
+                    entered = False
+                    return current
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
+                await _await_message_async(pubsub, task_id,
+                                           WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+        finally:
+            if entered:
+                with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
+                    await self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
+        reply = await self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode)))
+        look = protocol.parse_lookup(reply)
+        if look.state == "unknown":
+            raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
+        return lifecycle.detail(qk, task_id, look)
+
+    async def _find(self, task: TaskRef, service: str | None,
+                    queue: str | None) -> tuple[QueueKeys, str, protocol.Lookup]:
+        task_id, queues = lifecycle.candidates(self.registry, task, service, queue)
+        replies = await self._retrying(lambda: self._broker.run_many(lifecycle.lookups(task_id, queues)))
+        qk, look = lifecycle.pick(task_id, queues, replies)
+        return qk, task_id, look
+
+    @staticmethod
+    async def _retrying(fn: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(ATTEMPTS):
+            try:
+                return await fn()
+            except TRANSIENT_ERRORS as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise _unreachable(exc) from exc
                 await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
         raise AssertionError("unreachable")
 

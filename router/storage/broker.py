@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -358,6 +358,25 @@ class SyncBroker:
         with _refusals("reading messages"):
             return cast(list[bytes | None], self.client.hmget(qk.messages, [wire(t) for t in task_ids]))
 
+    def group_head(self, qk: QueueKeys, group_id: str, limit: int) -> list[tuple[str, bytes | None]]:
+        """The first ``limit`` members of an aggregation group, oldest first, with their stored envelopes (None
+        where a message is missing)."""
+        ids = self._plain([("LRANGE", qk.group(group_id), 0, limit - 1)], "reading an aggregation group")[0]
+        if not ids:
+            return []
+        envs = self._plain([("HMGET", qk.messages, *ids)], "reading an aggregation group's messages")[0]
+        return [(i.decode("utf-8", "surrogateescape"), e) for i, e in zip(ids, envs)]
+
+    def cancel_requests(self, running: Mapping[QueueKeys, Sequence[str]]) -> list[tuple[QueueKeys, str]]:
+        """Which of the ``running`` task ids (per queue) someone asked to cancel, in one round trip."""
+        queues = [qk for qk, ids in running.items() if ids]
+        if not queues:
+            return []
+        commands = [("HMGET", qk.cancel_requests, *(wire(i) for i in running[qk])) for qk in queues]
+        replies = self._plain(commands, "reading the cancel requests")
+        return [(qk, task_id) for qk, reply in zip(queues, replies)
+                for task_id, asked in zip(running[qk], reply) if asked is not None]
+
     def server_config(self, names: Sequence[str]) -> dict[str, str]:
         """``CONFIG GET`` of ``names`` (BrokerError when the ACL denies CONFIG)."""
         out: dict[str, str] = {}
@@ -414,6 +433,10 @@ class AsyncBroker:
 
     def __init__(self, client: AsyncRedis) -> None:
         self.client = client
+
+    async def run(self, call: Call) -> Any:
+        """Run one call and return its raw reply."""
+        return (await self.run_many([call]))[0]
 
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one round trip; replies in order; raise the first error."""

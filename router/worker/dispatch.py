@@ -29,7 +29,7 @@ from jsonschema.protocols import Validator
 from router.clock import Clock, to_ms
 from router.registry.fastcheck import Check, compile_fast
 from router.registry.model import Registry, ServiceSpec, TaskSpec
-from router.registry.payloads import payload_validator, payload_violations, thaw
+from router.registry.payloads import evaluation_failure, payload_validator, payload_violations, thaw
 from router.service import HandlerEntry, Service
 from router.storage.envelope import MalformedMessage, decode
 from router.storage.keys import QueueKeys
@@ -108,5 +108,7 @@ class Dispatcher:
             return "; ".join(f"{v.path}: {v.message}" for v in payload_violations(spec, payload)[:10])
         except RecursionError:
             return "the payload is nested too deeply to check"
-        except Exception as exc:  # the schema library failing on a payload is not a reason to crash the worker
-            return f"the payload could not be checked ({type(exc).__name__}: {exc})"
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # the schema library failing (rpds panics included) must not crash the worker
+            return f"the payload schema {evaluation_failure(exc)}"

@@ -12,7 +12,8 @@ when a lease expires. Then:
 2. **Expiry and recovery.** Every worker of the service runs the maintenance sweep (:meth:`Leases.maintain`,
    ``lua/maintain.lua``) at least every ``maintenance_s``: leases whose deadline passed more than
    ``recovery_grace_s`` ago (a margin for a slow extension round trip) go back to the *front* of pending, and
-   the task's lost-lease counter (``Q:lost``) goes up. The same sweep promotes due retries and scheduled tasks.
+   the task's lost-lease counter (``Q:lost``) goes up. The same sweep promotes due retries and scheduled tasks,
+   and names the aggregation groups due to be flushed (:mod:`~router.worker.aggregation`).
 3. **Redelivery.** The next dequeue returns that counter with the task; the attempt number counts lost leases as
    failures. A task whose lease expired more than ``max(max_retry, 3)`` times is archived with reason
    ``lease_expired`` (:func:`lost_lease_verdict`): it keeps killing or stalling its workers. Lost leases get
@@ -61,6 +62,8 @@ class Maintained:
     next_at: float
     #: Queues with corrupt entries waiting in their quarantine.
     quarantined: list[QueueKeys]
+    #: Aggregation groups due to be flushed, as (queue, group id).
+    due_groups: list[tuple[QueueKeys, str]]
 
 
 class Leases:
@@ -97,6 +100,7 @@ class Leases:
         promoted = 0
         pending = False
         quarantined: list[QueueKeys] = []
+        due_groups: list[tuple[QueueKeys, str]] = []
         next_at = now_m + s.maintenance_s
         for qk, reply in zip(self._queues, replies):
             r = protocol.parse_maintain(reply)
@@ -104,8 +108,9 @@ class Leases:
             pending = pending or r.pending > 0  # work no wake token announced (a queue unpaused, say)
             if r.quarantined:
                 quarantined.append(qk)
+            due_groups.extend((qk, g) for g in r.due_groups)
             if r.recovered:
                 log.warning("leases_recovered", queue=qk.queue, count=r.recovered)
             if r.next_due_in_ms is not None:
                 next_at = min(next_at, now_m + max(0.01, r.next_due_in_ms / 1000))
-        return Maintained(promoted, pending, next_at, quarantined)
+        return Maintained(promoted, pending, next_at, quarantined, due_groups)

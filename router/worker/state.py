@@ -25,6 +25,7 @@ class Delivery:
     started: float | None = None  # monotonic start time, set by the handler thread when it claims the task
     abandoned: bool = False  # timed out or handed back: never started, or its outcome is discarded
     finished: bool = False  # the handler returned; its outcome is on its way to the main loop
+    cancel_requested: bool = False  # someone cancelled the task: an error ends it as cancelled, not retried
 
 
 @dataclass

@@ -1,12 +1,13 @@
 -- dequeue: lease up to N pending tasks to a worker.
 -- KEYS[1] Q:pending  KEYS[2] Q:active  KEYS[3] Q:msg  KEYS[4] Q:paused  KEYS[5] Q:seq  KEYS[6] Q:wake
 -- KEYS[7] Q:lost  KEYS[8] Q:leased  KEYS[9] Q:stats  KEYS[10] Q:done  KEYS[11] Q:retry  KEYS[12] Q:scheduled
--- KEYS[13] Q:archived  KEYS[14] Q:completed
+-- KEYS[13] Q:archived  KEYS[14] Q:completed  KEYS[15] Q:cancelreq  KEYS[16] Q:cancelled  KEYS[17] Q:waiters
 -- ARGV[1] lease (ms)  ARGV[2] max tasks
 -- Returns {notes, then per task: id, delivery token, envelope or nil, lost-lease count or nil}; notes is a flat
 -- list of (what, detail) pairs the worker logs: ('duplicate', id) for a pending id that was already leased, or is
 -- in another state (a second reference, dropped: the task runs once), ('seq_reset', new value) when the token
--- counter was not a non-negative number.
+-- counter was not a non-negative number, ('cancelled', id) for a task cancelled while it ran whose lease a crash
+-- returned to pending: it moves to Q:cancelled instead of running again.
 -- Each task moves from pending to active as "<id>:<token>", scored by its lease deadline taken from Redis's own
 -- clock (so hosts' clock skew cannot expire leases early), and Q:leased records its current token. When work is
 -- left after this batch, the wake list is refilled so another idle worker wakes up too.
@@ -31,6 +32,7 @@ end
 local first = last - n
 local out = {notes}
 local duplicates = 0
+local requests = redis.call('EXISTS', KEYS[15]) == 1
 for i = 1, n do
   local id = ids[i]
   local held = redis.call('HGET', KEYS[8], id)
@@ -46,6 +48,13 @@ for i = 1, n do
   if dup then
     duplicates = duplicates + 1
     notes[#notes + 1] = 'duplicate'
+    notes[#notes + 1] = id
+  elseif requests and env and redis.call('HDEL', KEYS[15], id) == 1 then
+    redis.call('ZADD', KEYS[16], math.floor(deadline - tonumber(ARGV[1])), id)
+    redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
+    redis.call('HDEL', KEYS[7], id)
+    if redis.call('HDEL', KEYS[17], id) == 1 then redis.call('PUBLISH', KEYS[17], id) end
+    notes[#notes + 1] = 'cancelled'
     notes[#notes + 1] = id
   else
     local token = string.format('%.0f', first + i)
