@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from enginekit import build_registry, fast_settings, qk, raw_client, task, wait_for
+from enginekit import build_registry, fast_settings, qk, raw_client, router_url, task, wait_for
 
 import router
 from router.registry.model import UniquePolicy
@@ -164,7 +164,6 @@ def test_bad_unique_keys_are_refused(redis_url: str, options: dict[str, Any], ne
 
 @pytest.mark.cluster
 def test_unique_tasks_on_a_cluster(cluster_url: str) -> None:
-    from enginekit import router_url
     url = router_url(cluster_url, is_cluster=True)
     reg = build_registry(url, SERVICES)
     with router.Client(reg, url=url) as c:

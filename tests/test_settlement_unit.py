@@ -186,7 +186,8 @@ def test_apply_counts_what_landed_and_what_was_stale(registry: Registry) -> None
     # r1 landed, r2 lost its lease, a1 landed; the ack refused ok2 as stale.
     replies: list[Any] = [1, 0, 1, [b"ok2:7"]]
     s.apply(calls, replies)
-    assert s.stats == {"processed": 2, "failed": 2, "retried": 1, "archived": 1, "cancelled": 0, "stale": 2, "requeued": 0}
+    assert s.stats == {"processed": 2, "failed": 2, "retried": 1, "archived": 1, "cancelled": 0, "stale": 2,
+                       "requeued": 0}
     assert s.calls() == [], "applied outcomes are forgotten"
     s.apply([], [])
     assert s.stats["processed"] == 2
