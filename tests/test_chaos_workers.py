@@ -245,10 +245,13 @@ def test_lease_extension_keeps_a_healthy_second_worker_off_a_long_handler(chaos:
 
 
 def test_sigstop_past_lease_then_sigcont_completion_is_refused(chaos: dict[str, Any]) -> None:
-    url, reg, r, rec = chaos["url"], chaos["reg"], chaos["r"], chaos["rec"]
+    """Matrix #6: a zombie worker (frozen past its lease) finishes its handler after the task was redelivered;
+    its completion is refused (token mismatch). The handler ran twice: a duplicate, counted."""
+    url, reg, r, rec, ledger = chaos["url"], chaos["reg"], chaos["r"], chaos["rec"], chaos["ledger"]
     q = qk(reg, "chaos")
     with router.Client(reg, url=url) as c:
         tid = c.enqueue("chaos.work", {"gate": "g"}).id
+        ledger.ok(tid)
     with workers() as procs:
         first = spawn(chaos, 1)
         procs.append(first)
@@ -265,12 +268,16 @@ def test_sigstop_past_lease_then_sigcont_completion_is_refused(chaos: dict[str, 
         first.signal(signal.SIGCONT)
         wait_for(lambda: first.has_event("stale_completion_refused"), 15,
                  f"the first worker's completion to be refused\n{first.log_tail()}")  # fmt: skip
+        codes = []
         for wp in (first, second):
             wp.signal(signal.SIGTERM)
-            assert wp.wait(15) == 0
-    print(f"\n[SIGSTOP] takeover {takeover_s:.2f} s after SIGSTOP; first worker events: "
-          f"lease_lost={len(first.find('lease_lost'))} stale_completion_refused="
+            codes.append(wp.wait(15))
+    v = ledger.check(r, [q])
+    print(f"\n[SIGSTOP past the lease] lost {len(v.lost)}, duplicated {v.duplicated} (the zombie's handler ran to "
+          f"its end), crashes {sum(1 for c in codes if c)}, recovery (takeover) {takeover_s:.2f} s after SIGSTOP; "
+          f"zombie: lease_lost={len(first.find('lease_lost'))} stale_completion_refused="
           f"{len(first.find('stale_completion_refused'))}")
+    assert codes == [0, 0] and v.lost == set() and v.duplicated == 1
     assert [(t, pid) for t, pid, _ in rec.entries("started")] == [(tid, first.pid), (tid, second.pid)]
     # Both handler calls ran to the end (a side effect twice: at-least-once), but the task completed once.
     assert sorted(pid for _, pid, _ in rec.entries("done")) == sorted([first.pid, second.pid])
@@ -281,12 +288,16 @@ def test_sigstop_past_lease_then_sigcont_completion_is_refused(chaos: dict[str, 
 
 
 def test_sigterm_finishes_short_tasks_and_requeues_long_ones(chaos: dict[str, Any]) -> None:
-    url, reg, r, rec = chaos["url"], chaos["reg"], chaos["r"], chaos["rec"]
+    """Matrix #2: the short tasks finish within the shutdown timeout; the long ones go back to pending at exit
+    (not after their lease)."""
+    url, reg, r, rec, ledger = chaos["url"], chaos["reg"], chaos["r"], chaos["rec"], chaos["ledger"]
     q = qk(reg, "chaos")
     shutdown_timeout_s = 2.0
     with router.Client(reg, url=url) as c:
         short = {c.enqueue("chaos.work", {"gate": "short", "i": i}).id for i in range(3)}
         long = {c.enqueue("chaos.work", {"gate": "long", "i": i}).id for i in range(3)}
+    for tid in short | long:
+        ledger.ok(tid)
     with workers() as procs:
         w = spawn(chaos, 6, shutdown_timeout_s=shutdown_timeout_s)
         procs.append(w)
@@ -297,9 +308,10 @@ def test_sigterm_finishes_short_tasks_and_requeues_long_ones(chaos: dict[str, An
         code = w.wait(shutdown_timeout_s + 10)
         exit_s = time.monotonic() - sent_at
         pending = {x.decode() for x in r.lrange(q.pending, 0, -1)}  # right after exit, before anything else
-    print(f"\n[SIGTERM] exit {exit_s:.2f} s after SIGTERM (shutdown_timeout_s {shutdown_timeout_s}), "
-          f"requeued {len(pending)} long task(s)")
-    assert code == 0
+    v = ledger.check(r, [q])
+    print(f"\n[SIGTERM] lost {len(v.lost)}, duplicated {v.duplicated}, crashes {int(code != 0)}, exit {exit_s:.2f} s "
+          f"after SIGTERM (shutdown_timeout_s {shutdown_timeout_s}), requeued {len(pending)} long task(s) at exit")
+    assert code == 0 and v.lost == set() and v.duplicated == 0
     assert exit_s <= shutdown_timeout_s + 2.0
     assert {t for t, _, _ in rec.entries("done")} == short and rec.count("done") == 3
     assert pending == long

@@ -122,11 +122,12 @@ class Dequeued:
     seq_reset: str | None = None
 
 
-def dequeue(qk: QueueKeys, lease_ms: int, limit: int) -> Call:
-    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock)."""
+def dequeue(qk: QueueKeys, lease_ms: int, limit: int, solo_from: int = 0) -> Call:
+    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock); a task whose lease was
+    lost ``solo_from`` times or more (0: never) is leased alone."""
     keys = (qk.pending, qk.active, qk.messages, qk.paused, qk.seq, qk.wake, qk.lost, qk.leased, qk.stats, qk.done,
             qk.retry, qk.scheduled, qk.archived, qk.completed)
-    return Call(DEQUEUE, keys, (lease_ms, limit))
+    return Call(DEQUEUE, keys, (lease_ms, limit, solo_from))
 
 
 def parse_dequeue(reply: Any) -> Dequeued:
