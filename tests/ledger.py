@@ -18,6 +18,7 @@ line per ``write``: append-only, and never the Redis under fault.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -192,6 +193,8 @@ class Producer(threading.Thread):
         #: Seconds each EnqueueOutcomeUnknown took to come back.
         self.unknown_after_s: list[float] = []
         self.conflicts = 0
+        #: Monotonic time of each acknowledgement (for unavailability windows).
+        self.acked_at: list[float] = []
         self.refusals: list[str] = []
         self.error: BaseException | None = None
         self._halt = threading.Event()
@@ -235,7 +238,13 @@ class Producer(threading.Thread):
                 self.ledger.refused(tid)
                 return
             self.ledger.ok(tid)
+            self.acked_at.append(time.monotonic())
             return
+
+    def longest_gap(self, since: float) -> float:
+        """The longest wait between two acknowledgements after ``since`` (monotonic): write unavailability."""
+        times = [since, *(t for t in self.acked_at if t > since)]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 def wait_all_settled(ledger: Ledger, client: Any, queues: Iterable[QueueKeys]) -> bool:
