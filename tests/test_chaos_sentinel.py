@@ -137,8 +137,9 @@ def test_graceful_failover_with_tasks_in_flight_and_its_split_brain_window(durab
     pending), so clients still write to the old master. By default the old master keeps acknowledging writes until
     Sentinel turns it into a replica (its next INFO poll, up to 10 s), and the resync discards them: acknowledged
     enqueues are lost and finished tasks run again. With ``min-replicas-to-write 1`` and ``min-replicas-max-lag 1``
-    the old master refuses writes (NOREPLICAS) as soon as its replica leaves it: nothing acknowledged is lost, at
-    the cost of refusals until the new master has a replica again; NOREPLICAS is retried like any transient error
+    the old master refuses writes (NOREPLICAS) as soon as its replica leaves it: at most the writes still on their
+    way to the replica at the promotion are lost (none in most runs), at the cost of refusals until the new master
+    has a replica again; NOREPLICAS is retried like any transient error
     and the worker rides it out. In both, clients and worker end up on the new master without a restart. The
     figures back docs/operations.md."""
     extra = MIN_REPLICAS if durable else []
@@ -190,7 +191,9 @@ def test_graceful_failover_with_tasks_in_flight_and_its_split_brain_window(durab
     assert in_flight[0] > 0 and not producer.refusals, producer.refusals[:3]
     assert v.queued == 0 and followed  # the worker follows the new master without a restart
     if durable:
-        assert v.lost == set() and discarded == set() and not v.unknown
+        # min-replicas-to-write counts connected replicas, it does not wait for them: a write acknowledged in the
+        # instant before the promotion, still on its way to the replica, can be discarded (1 in 6 runs here).
+        assert len(discarded) <= 5 and v.lost <= discarded and not v.unknown
         assert producer.unknown_outcomes > 0  # NOREPLICAS met, and retried (not a refusal)
         assert unavailable_s <= 15.0
     else:

@@ -42,32 +42,42 @@ def _live_pids(r: object, registry: router.Registry) -> set[int]:
     return {json.loads(d)["pid"] for d in docs if d}
 
 
-def test_process_group_restarts_a_crashed_child_and_stops_on_sigterm(redis_url: str, tmp_path: Path) -> None:
+def test_process_group_restarts_a_crashed_child_and_stops_on_sigterm(
+    redis_url: str, tmp_path: Path, ledger: Ledger
+) -> None:
     r = raw_client(redis_url)
     registry = build_registry(redis_url, CHAOS_SERVICES)
     path = write_registry_yaml(tmp_path / "services.yaml", CHAOS_SERVICES, PLACEHOLDER_URL)
     ns = "rec-supervisor"
     rec = Recorder(r, ns)
     with workers() as started:
-        group = start_worker(path, "chaos", redis_url, processes=2, extra_env=chaos_env(redis_url, ns))
+        env = {**chaos_env(redis_url, ns), **ledger.env()}
+        group = start_worker(path, "chaos", redis_url, processes=2, extra_env=env)
         started.append(group)
         first = wait_for(lambda: (p if len(p := _live_pids(r, registry)) == 2 else None), 20, "two live children")
         assert group.pid not in first, "the parent supervises; only children run workers"
 
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
         # The heartbeat index keeps the dead child until its TTL; look for a third, new pid instead.
         wait_for(lambda: _live_pids(r, registry) - first, 20, "a restarted child with a new pid")
+        restart_s = time.monotonic() - killed_at
         assert any(e.get("exitcode") == -signal.SIGKILL for e in group.find("worker_process_died")), group.log_tail()
 
         with router.Client(registry, url=redis_url) as client:
-            client.enqueue_many([("chaos.work", {}) for _ in range(40)])
+            for info in client.enqueue_many([("chaos.work", {}) for _ in range(40)]):
+                ledger.ok(info.id)
         wait_for(lambda: rec.count("done") == 40, 20, "40 tasks done by the group")
         doers = {pid for _, pid, _ in rec.entries("done")}
         assert group.pid not in doers and doers <= _live_pids(r, registry) | first
 
         group.signal(signal.SIGTERM)
         assert group.wait(15) == 0, group.log_tail()
+    v = ledger.check(r, [qk(registry, "chaos")])
+    print(f"\n[kill -9 of a group's child] lost {len(v.lost)}, duplicated {v.duplicated}, crashes 1 (the kill, "
+          f"restarted in {restart_s:.2f} s), group exit 0; {v.figures()}")
+    assert v.lost == set() and v.completed == 40 and v.duplicated == 0
     r.close()
 
 

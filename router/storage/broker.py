@@ -146,8 +146,8 @@ class _Line:
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            self._busy_since = time.monotonic()  # from here on (a reconnect included) a stop can cut the call short
             conn = self._usable()
-            self._busy_since = time.monotonic()
             try:
                 conn.send_packed_command(_pack(conn, commands))
                 replies: list[Any] = []
@@ -162,8 +162,8 @@ class _Line:
                 raise
             finally:
                 self._last_used = time.monotonic()
-                self._busy_since = None
         finally:
+            self._busy_since = None
             self._lock.release()
 
     def interrupted(self) -> None:
