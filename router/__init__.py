@@ -25,6 +25,8 @@ from router.errors import (
 )
 from router.producer.client import AsyncClient, Client
 from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, load
+from router.registry.model import CatchUp
+from router.scheduler import Scheduler, SchedulerSettings
 from router.service import Service
 from router.task import Task, TaskInfo, TaskState
 from router.worker import Worker, WorkerSettings
@@ -33,6 +35,7 @@ __all__ = [
     "AppLoadError",
     "AsyncClient",
     "BrokerError",
+    "CatchUp",
     "Client",
     "ConfigError",
     "CronSpec",
@@ -51,6 +54,8 @@ __all__ = [
     "QueueSpec",
     "Registry",
     "RouterError",
+    "Scheduler",
+    "SchedulerSettings",
     "Service",
     "ServiceSpec",
     "SkipRetry",

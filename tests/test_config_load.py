@@ -10,7 +10,7 @@ from regkit import EXAMPLE, only, problems, write
 
 import router
 from router.registry import payloads, yamlsource
-from router.registry.model import PriorityMode, QueueSpec
+from router.registry.model import CatchUp, PriorityMode, QueueSpec
 
 
 def test_example_fleet_loads_with_owners_queues_and_cron() -> None:
@@ -30,13 +30,19 @@ def test_example_fleet_loads_with_owners_queues_and_cron() -> None:
     assert registry.tasks["email.welcome"].payload_schema["required"] == ["user_id", "to"]  # from its $ref file
     assert registry.tasks["email.welcome"].max_retry == 5
     assert registry.tasks["billing.invoice.render"].max_retry == 25  # from defaults
-    assert registry.cron == ()  # refused until the scheduler exists (see the next test)
+    digest, live = registry.cron
+    assert (digest.name, digest.task, digest.spec, digest.timezone) == (
+        "reports-nightly-digest", "reports.digest", "0 2 * * *", "Europe/Paris")
+    assert dict(digest.payload) == {"period": "daily"} and digest.catch_up is CatchUp.LATEST  # the default
+    assert digest.location is not None and digest.location.file.endswith("services.d/reports.yaml")
+    assert (live.spec, live.timezone, live.catch_up) == ("* * * * * */5", "UTC", CatchUp.NONE)
     assert registry.redis_url == "redis://localhost:6379/0"
     assert registry.max_payload_bytes == 524288
 
 
-def test_cron_and_unique_s_are_refused_until_they_are_built(tmp_path: Path) -> None:
-    """A setting is honoured or refused: cron entries and unique_s would be ignored, so the loader refuses them."""
+def test_unique_s_is_refused_until_it_is_built_and_cron_entries_load(tmp_path: Path) -> None:
+    """A setting is honoured or refused: unique_s would be ignored, so the loader refuses it; cron entries are
+    fired by `router scheduler`, so they load, with their catch-up policy."""
     root = write(tmp_path, "services.yaml", """
         version: 1
         services:
@@ -44,12 +50,24 @@ def test_cron_and_unique_s_are_refused_until_they_are_built(tmp_path: Path) -> N
             tasks:
               a.x: {unique_s: 60}
         cron:
-          - {name: tick, task: a.x, spec: '*/5 * * * *'}
+          - {name: tick, task: a.x, spec: '*/5 * * * *', catch_up: all}
         """)
     found = [p for p in problems(root) if p.code == "not-supported"]
-    assert [p.line for p in found] == [5, 6]
+    assert [p.line for p in found] == [5]
     assert "unique_s is not supported yet" in found[0].message
-    assert "cron entries are not supported yet" in found[1].message
+    root = write(tmp_path, "services.yaml", """
+        version: 1
+        services:
+          a:
+            tasks:
+              a.x: {}
+        cron:
+          - {name: tick, task: a.x, spec: '*/5 * * * *', catch_up: all}
+          - {name: tock, task: a.x, spec: '* * * * * */30', timezone: America/New_York}
+        """)
+    tick, tock = router.load(root, env={}).cron
+    assert (tick.name, tick.spec, tick.timezone, tick.catch_up) == ("tick", "*/5 * * * *", "UTC", CatchUp.ALL)
+    assert (tock.spec, tock.timezone, tock.catch_up) == ("* * * * * */30", "America/New_York", CatchUp.LATEST)
 
 
 def test_registry_is_frozen_all_the_way_down() -> None:

@@ -32,6 +32,9 @@ BUILDERS: dict[str, Callable[[QueueKeys], protocol.Call]] = {
     "maintain": lambda q: protocol.maintain(q, NOW, 1000),
     "sweep": lambda q: protocol.sweep(q, 100, 10_000, new_pass=True),
     "quarantine": lambda q: protocol.quarantine(q, NOW, [(b"orphan\0t9", "t9", ENV)]),
+    "cron_fire": lambda q: protocol.cron_fire(q, "nightly-digest", 86_400_000, [
+        protocol.CronFire(NOW, f"cron:nightly-digest:{NOW}", ENV),
+        protocol.CronFire(NOW + 1000, f"cron:nightly-digest:{NOW + 1000}", ENV)]),
 }
 
 SAMPLE_QUEUES = [
@@ -66,7 +69,7 @@ def test_every_call_touches_one_slot(name: str) -> None:
 def test_service_keys_share_a_slot_and_prefix() -> None:
     for prefix, service in (("alpha", "alpha"), ("team-b.billing", "billing")):
         s = ServiceKeys.for_service(prefix, service)
-        keys = [s.workers, s.worker("host-1-abc"), s.worker("other")]
+        keys = [s.workers, s.worker("host-1-abc"), s.worker("other"), s.schedulers, s.scheduler("host-2-def")]
         assert len({key_slot(k) for k in keys}) == 1
         assert all(k.startswith(f"{prefix}:") for k in keys)
 
@@ -76,9 +79,9 @@ def test_same_named_queues_of_two_services_are_apart() -> None:
     beta = QueueKeys.for_queue("beta", "beta", "default")
     names = ("messages", "pending", "active", "scheduled", "retry", "archived", "completed", "lost", "seq",
              "wake", "paused", "stats")  # fmt: skip
-    a_keys = {getattr(alpha, n) for n in names}
-    b_keys = {getattr(beta, n) for n in names}
-    assert len(a_keys) == len(b_keys) == len(names)
+    a_keys = {getattr(alpha, n) for n in names} | {alpha.cron("nightly")}
+    b_keys = {getattr(beta, n) for n in names} | {beta.cron("nightly")}
+    assert len(a_keys) == len(b_keys) == len(names) + 1
     assert not a_keys & b_keys
     assert key_slot(alpha.pending) != key_slot(beta.pending)
     # Same-named queues spread over the cluster rather than piling into one slot.
@@ -116,6 +119,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
             for name in ("enqueue", "dequeue", "extend", "ack", "retry", "archive", "requeue", "maintain", "sweep",
                          "quarantine"):
                 replies[name] = broker.run(BUILDERS[name](q))
+            replies["cron_fire"] = broker.run(BUILDERS["cron_fire"](q))
+            replies["cron_fire again"] = broker.run(BUILDERS["cron_fire"](q))
             # One round trip across slots too (the worker pipelines ack + dequeue of different queues).
             many = broker.run_many([BUILDERS["maintain"](q) for q in SAMPLE_QUEUES])
             assert len(many) == len(SAMPLE_QUEUES)
@@ -130,6 +135,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     assert protocol.parse_maintain(replies["maintain"]).recovered == 0
     assert protocol.parse_sweep(replies["sweep"]).quarantined == 0  # every structure of the queue is consistent
     assert replies["quarantine"] == 0  # nothing was waiting in the quarantine
+    assert protocol.parse_cron_fire(replies["cron_fire"]) == [protocol.CRON_ENQUEUED] * 2  # claimed and enqueued
+    assert protocol.parse_cron_fire(replies["cron_fire again"]) == [protocol.CRON_CLAIMED_ALREADY] * 2
 
 
 def key_slot(key: str) -> int:

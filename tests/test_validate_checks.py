@@ -297,6 +297,43 @@ CASES: dict[str, Case] = {
           - {name: nightly, task: reports.digest, spec: "0 2 * * *"}
           - {name: nightly, task: reports.digest, spec: "0 3 * * *"}
         """, "duplicate-cron", 5, 12, ("cron entry 'nightly' is declared twice (first at {d}/services.yaml:4)",)),
+    "cron spec written seconds first": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: half-minute, task: reports.digest, spec: "*/30 * * * * *"}
+        """, "cron-spec", 4, 53, ("fires every second of the minutes '*/30'", "seconds and comes LAST",
+                                  "'* * * * * */30'")),
+    "six-field cron spec that does not parse": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: asynq-style, task: reports.digest, spec: "0 30 2 * * 1"}
+        """, "cron-spec", 4, 53, ("does not parse", "sixth field is the seconds and comes LAST")),
+    "cron spec in Asynq's @every form": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: every, task: reports.digest, spec: "@every 30s"}
+        """, "cron-spec", 4, 47, ("There is no @every", "'* * * * * */30' (seconds LAST)")),
+    "cron spec that never fires": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: never, task: reports.digest, spec: "0 0 31 2 *"}
+        """, "cron-spec", 4, 47, ("cron spec '0 0 31 2 *' never fires",)),
+    "cron catch-up policy": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: nightly, task: reports.digest, spec: "0 2 * * *", catch_up: every}
+        """, "schema-value", 4, 72, ("catch_up", "'latest'", "'all'", "'none'")),
+    "cron catch-up policy of the wrong type": Case("""
+        version: 1
+        services: {reports: {tasks: {reports.digest: {}}}}
+        cron:
+          - {name: nightly, task: reports.digest, spec: "0 2 * * *", catch_up: [latest]}
+        """, "schema-value", 4, 72, ("cron[0].catch_up must be one of", "got ['latest']")),
     "cron name with a colon": Case("""
         version: 1
         services: {reports: {tasks: {reports.digest: {}}}}

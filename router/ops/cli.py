@@ -19,15 +19,18 @@ from router.ops.exitcodes import ExitCode, exit_code_for
 from router.ops.inspector import Inspector
 from router.ops.logs import LogFormat
 from router.ops.logs import configure as configure_logs
+from router.ops.status import gather, render
 from router.registry.loader import load
 from router.registry.validation import validate as validate_registry
-from router.task import TaskState
+from router.scheduler.launch import SchedulerCommand, run_scheduler
+from router.scheduler.settings import SchedulerSettings
 from router.worker.launch import WorkerCommand, run_worker
 from router.worker.settings import WorkerSettings
 
 DEFAULT_REGISTRY = "services.yaml"
 #: The defaults ``router worker`` shows are the library's own.
 WORKER_DEFAULTS = WorkerSettings()
+SCHEDULER_DEFAULTS = SchedulerSettings()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -192,9 +195,11 @@ def demo(registry_path: str, per_type: int, timeout_s: float) -> None:
 @_url_option
 @click.option("--service", "-s", default=None, help="Only this service.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: a table; json: {queues, workers}.")
+              help="text: tables; json: {queues, workers, schedulers, cron}.")
 def status(registry_path: str, url: str | None, service: str | None, output_format: str) -> None:
-    """Show every queue's tasks by state and the live workers with their handlers.
+    """Show every queue's tasks by state (and "backlog, no worker" where nobody reads a queue with pending
+    tasks), the live workers with their handlers, the live cron schedulers, and each cron entry's last and next
+    fire.
 
     Exit codes: 0 shown; 1 invalid registry; 2 unknown service; 4 Redis unreachable.
     """
@@ -204,7 +209,7 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
             registry.service(service)
         inspector = Inspector(registry, url)
         try:
-            queues, workers = inspector.queues(service), inspector.workers(service)
+            fleet = gather(inspector, service)
         finally:
             inspector.close()
     except RedisError as exc:
@@ -212,14 +217,40 @@ def status(registry_path: str, url: str | None, service: str | None, output_form
     except RouterError as exc:
         _fail_for(exc)
     if output_format == "json":
-        click.echo(json.dumps({"queues": [dataclasses.asdict(q) for q in queues], "workers": workers}, indent=2))
+        click.echo(json.dumps(fleet.to_json(), indent=2))
         return
-    states = [s.value for s in TaskState]
-    click.echo(f"{'service':<14}{'queue':<14}" + "".join(f"{s:>11}" for s in states))
-    for q in queues:
-        flag = " (paused)" if q.paused else ""
-        click.echo(f"{q.service:<14}{q.queue:<14}" + "".join(f"{q.sizes[s]:>11}" for s in states) + flag)
-    click.echo(f"\n{len(workers)} live worker(s)")
-    for w in workers:
-        click.echo(f"  {w['service']:<12} {w['id']}  pid {w['pid']}  concurrency {w['concurrency']}  "
-                   f"active {w['active']}  handlers: {', '.join(w['handlers'])}")
+    for line in render(fleet):
+        click.echo(line)
+
+
+@main.command()
+@_registry_option
+@_url_option
+@click.option("--service", "-s", "services", multiple=True,
+              help="Fire only the entries whose task this service owns (repeatable; default: every entry).")
+@click.option("--once", is_flag=True,
+              help="Fire what is due now (missed slots by each entry's catch_up), then exit.")
+@click.option("--heartbeat-s", type=click.FloatRange(0.1), default=SCHEDULER_DEFAULTS.heartbeat_s, show_default=True,
+              help="Heartbeat period; a scheduler silent for three periods counts as gone.")
+@click.option("--catch-up-window-s", type=click.FloatRange(1), default=SCHEDULER_DEFAULTS.catch_up_window_s,
+              show_default=True,
+              help="Missed slots older than this never fire; each claim is kept this long past its entry's next slot.")
+@_with_logs
+def scheduler(registry_path: str, url: str | None, services: tuple[str, ...], once: bool, heartbeat_s: float,
+              catch_up_window_s: float, log_format: LogFormat, log_level: str) -> None:
+    """Fire the registry's cron entries in their time zones; run as many replicas as you like, each slot is
+    enqueued once.
+
+    SIGTERM/SIGINT stop after the current tick and exit 0; SIGTSTP stops firing (the heartbeat stays, marked
+    quiet) until SIGTERM/SIGINT. Redis outages are waited out.
+
+    Exit codes: 0 stopped cleanly (or --once done); 1 invalid registry; 2 usage error or unknown --service;
+    4 Redis refused a command (authentication, ACL), or --once could not reach it.
+    """
+    configure_logs(log_format, log_level)
+    settings = dataclasses.replace(SCHEDULER_DEFAULTS, heartbeat_s=heartbeat_s, catch_up_window_s=catch_up_window_s)
+    try:
+        code = run_scheduler(SchedulerCommand(registry_path, url, services, once, settings))
+    except RouterError as exc:
+        _fail_for(exc)
+    raise SystemExit(code)

@@ -1,13 +1,16 @@
 """``router demo``: the example fleet on a throwaway Redis, showing that each task reaches its owner only.
 
-It starts its own redis-server, one worker process per service of the registry (through ``router worker``, as a
-user would), enqueues a mixed batch of every declared task type, waits until all are done, and reads back every
-retained result to show which service handled it. Then it shows the guard refusing a misspelled type and a bad
-payload, and stops everything it started.
+It starts its own redis-server, one worker process per service of the registry and, when the registry has cron
+entries, one ``router scheduler`` (all through the CLI, as a user would). It enqueues a mixed batch of every
+declared task type, waits until all are done, and reads back every retained result to show which service handled
+it. It shows the guard refusing a misspelled type and a bad payload, waits for the cron entry that fires soonest to
+fire and be handled, prints what ``router status`` shows (schedulers, each entry's last and next fire), and stops
+everything it started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,34 +20,50 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from router.errors import GuardError, RouterError
+from router.ops.inspector import Inspector
 from router.ops.localredis import RedisServer
 from router.ops.samples import sample
+from router.ops.status import gather, render
 from router.producer.client import Client
 from router.registry.loader import load
 from router.registry.model import Registry
 from router.registry.payloads import payload_validator
+from router.scheduler.entries import Entry, cron_task_id, select_entries
 from router.storage.broker import SyncBroker
 from router.storage.connection import Role, connect
 from router.storage.envelope import MalformedMessage, decode
-from router.storage.keys import QueueKeys, queue_keys, service_queue_keys
+from router.storage.keys import QueueKeys, queue_keys
 
 Say = Callable[[str], None]
+#: What ``_who_handled`` records instead of a service name for a task nobody completed.
+NOT_HANDLED = frozenset({"<not completed>", "<missing>"})
+
+#: The demo waits for a cron fire only if some entry fires within this long (the example fleet's every 5 s).
+CRON_WAIT_S = 8.0
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What the demo observed: tasks handled per (owner, handling service), and failures."""
+    """What the demo observed: tasks handled per (owner, handling service), failures, and the cron fire shown."""
 
     enqueued: int
     handled: dict[tuple[str, str], int]
     unfinished: int
     seconds: float
+    #: The cron fire the demo waited for: (entry, owning service, service that handled it); None if none fired.
+    cron: tuple[str, str, str] | None = None
 
     @property
     def misrouted(self) -> int:
-        return sum(n for (owner, by), n in self.handled.items() if owner != by)
+        """Tasks completed by a service other than their owner (unfinished ones are not misrouted), and the cron
+        fire when another service handled it."""
+        wrong_cron = self.cron is not None and self.cron[1] != self.cron[2]
+        return sum(n for (owner, by), n in self.handled.items() if owner != by and by not in NOT_HANDLED) \
+            + int(wrong_cron)
 
 
 def run_demo(registry_path: str, per_type: int = 50, say: Say = print, timeout_s: float = 25.0) -> DemoResult:
@@ -53,17 +72,20 @@ def run_demo(registry_path: str, per_type: int = 50, say: Say = print, timeout_s
     registry = load(registry_path)
     with RedisServer() as server:
         say(f"started a throwaway Redis at {server.url} (pid {server.pid})")
-        workers = _start_workers(registry_path, registry, server.url, say)
+        procs = _start_workers(registry_path, registry, server.url, say)
+        if registry.cron:
+            procs.append(_start_scheduler(registry_path, server.url, say))
         try:
             client = Client(registry, url=server.url)
             ids = _enqueue_batch(registry, client, per_type, say)
             _show_guard(client, registry, say)
-            unfinished = _wait_done(registry, server.url, len(ids), timeout_s, say)
+            unfinished = _wait_done(registry, server.url, ids, timeout_s, say)
             handled = _who_handled(registry, server.url, ids)
+            cron = _show_cron(registry, server.url, say) if registry.cron else None
             client.close()
         finally:
-            _stop_workers(workers, say)
-    result = DemoResult(len(ids), handled, unfinished, time.monotonic() - started)
+            _stop_processes(procs, say)
+    result = DemoResult(len(ids), handled, unfinished, time.monotonic() - started, cron)
     _print_table(registry, result, say)
     return result
 
@@ -77,6 +99,15 @@ def _start_workers(path: str, registry: Registry, url: str, say: Say) -> list[su
         procs.append(subprocess.Popen(cmd, env=env))
         say(f"started worker for service {name!r} (pid {procs[-1].pid})")
     return procs
+
+
+def _start_scheduler(path: str, url: str, say: Say) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "router", "scheduler", "--registry", path, "--url", url, "--log-format", "json",
+           "--log-level", "ERROR"]
+    proc = subprocess.Popen(cmd, env=env)
+    say(f"started the cron scheduler (pid {proc.pid})")
+    return proc
 
 
 def _enqueue_batch(registry: Registry, client: Client, per_type: int, say: Say) -> dict[str, str]:
@@ -107,35 +138,47 @@ def _show_guard(client: Client, registry: Registry, say: Say) -> None:
             say(f"guard refused enqueue({task_type!r}): {type(exc).__name__}: {exc}")
 
 
-def _wait_done(registry: Registry, url: str, total: int, timeout_s: float, say: Say) -> int:
+def _wait_done(registry: Registry, url: str, ids: dict[str, str], timeout_s: float, say: Say) -> int:
+    """Wait until every task of the batch is completed or archived; returns how many are not."""
     broker = SyncBroker(connect(url, Role.CONSUMER))
-    queues = _all_queues(registry)
+    by_queue = _by_queue(registry, ids)
     deadline = time.monotonic() + timeout_s
     last = -1
     try:
         while True:
-            sizes = broker.queue_sizes(queues)
-            done = sum(s["completed"] + s["archived"] for s in sizes)
+            done = sum(1 for qk, task_ids in by_queue.items() for raw in broker.messages(qk, task_ids)
+                       if _finished(raw))
             if done != last:
-                say(f"progress: {done}/{total} done")
+                say(f"progress: {done}/{len(ids)} done")
                 last = done
-            if done >= total or time.monotonic() > deadline:
-                return total - done
+            if done >= len(ids) or time.monotonic() > deadline:
+                return len(ids) - done
             time.sleep(0.05)  # progress polling for a human, not a test
     finally:
         broker.close()
+
+
+def _finished(raw: bytes | None) -> bool:
+    try:
+        env = decode(raw)
+    except MalformedMessage:
+        return False
+    return env.completed_by is not None or env.reason is not None
+
+
+def _by_queue(registry: Registry, ids: dict[str, str]) -> dict[QueueKeys, list[str]]:
+    by_queue: dict[QueueKeys, list[str]] = {}
+    for task_id, task_type in ids.items():
+        spec = registry.tasks[task_type]
+        by_queue.setdefault(queue_keys(registry.services[spec.service], spec.queue), []).append(task_id)
+    return by_queue
 
 
 def _who_handled(registry: Registry, url: str, ids: dict[str, str]) -> dict[tuple[str, str], int]:
     broker = SyncBroker(connect(url, Role.CONSUMER))
     handled: Counter[tuple[str, str]] = Counter()
     try:
-        by_queue: dict[QueueKeys, list[str]] = {}
-        for task_id, task_type in ids.items():
-            spec = registry.tasks[task_type]
-            qk = queue_keys(registry.services[spec.service], spec.queue)
-            by_queue.setdefault(qk, []).append(task_id)
-        for qk, task_ids in by_queue.items():
+        for qk, task_ids in _by_queue(registry, ids).items():
             for raw in broker.messages(qk, task_ids):
                 try:
                     env = decode(raw)
@@ -149,11 +192,55 @@ def _who_handled(registry: Registry, url: str, ids: dict[str, str]) -> dict[tupl
     return dict(handled)
 
 
-def _all_queues(registry: Registry) -> list[QueueKeys]:
-    return [qk for s in registry.services.values() for qk in service_queue_keys(s)]
+def _show_cron(registry: Registry, url: str, say: Say) -> tuple[str, str, str] | None:
+    """Wait for the entry that fires soonest to fire and its task to be handled; then show what `router status`
+    shows. Returns (entry, owner, handled by), or None when no entry fires within CRON_WAIT_S."""
+    now = int(time.time())
+    upcoming = [(e.schedule.next_after(now), e) for e in select_entries(registry)]
+    soon = sorted((t, i, e) for i, (t, e) in enumerate(upcoming) if t is not None and t - now <= CRON_WAIT_S)
+    shown = None
+    if not soon:
+        say(f"(no cron entry fires within {CRON_WAIT_S:g} s; `router status` below shows when each fires next)")
+    else:
+        entry = soon[0][2]
+        say(f"waiting for cron entry {entry.name!r} ({entry.spec.spec!r}, {entry.spec.timezone}) to fire...")
+        shown = _wait_cron_fire(entry, url, say)
+    inspector = Inspector(registry, url)
+    try:
+        say("")
+        say("`router status` now:")
+        for line in render(gather(inspector)):
+            say(line)
+    finally:
+        inspector.close()
+    return shown
 
 
-def _stop_workers(procs: list[subprocess.Popen[bytes]], say: Say) -> None:
+def _wait_cron_fire(entry: Entry, url: str, say: Say) -> tuple[str, str, str] | None:
+    broker = SyncBroker(connect(url, Role.CONSUMER))
+    deadline = time.monotonic() + CRON_WAIT_S + 5
+    try:
+        while time.monotonic() < deadline:
+            (claim_ms,) = broker.cron_claims([entry.keys.cron(entry.name)])
+            if claim_ms is not None:
+                task_id = cron_task_id(entry.name, claim_ms // 1000)
+                (raw,) = broker.messages(entry.keys, [task_id])
+                with contextlib.suppress(MalformedMessage):
+                    env = decode(raw)
+                    if env.completed_by is not None:
+                        by = env.completed_by.split("/", 1)[0]
+                        at = datetime.fromtimestamp(claim_ms / 1000, ZoneInfo(entry.spec.timezone))
+                        say(f"cron entry {entry.name!r} fired at {at.isoformat()}: task {task_id} "
+                            f"({entry.spec.task}) handled by service {by!r}, its owner {entry.service.name!r}")
+                        return entry.name, entry.service.name, by
+            time.sleep(0.05)  # progress polling for a human, not a test
+    finally:
+        broker.close()
+    say(f"cron entry {entry.name!r} did not fire and complete in time")
+    return None
+
+
+def _stop_processes(procs: list[subprocess.Popen[bytes]], say: Say) -> None:
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -163,7 +250,7 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], say: Say) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    say("stopped all workers: " + ", ".join(f"pid {p.pid} exit {p.returncode}" for p in procs))
+    say("stopped the workers and the scheduler: " + ", ".join(f"pid {p.pid} exit {p.returncode}" for p in procs))
 
 
 def _print_table(registry: Registry, result: DemoResult, say: Say) -> None:
@@ -172,9 +259,10 @@ def _print_table(registry: Registry, result: DemoResult, say: Say) -> None:
     for name in registry.services:
         mine = {k: v for k, v in result.handled.items() if k[0] == name}
         own = sum(v for (o, b), v in mine.items() if b == name)
-        other = sum(v for (o, b), v in mine.items() if b != name)
+        other = sum(v for (o, b), v in mine.items() if b != name and b not in NOT_HANDLED)
         say(f"{name:<12} {sum(mine.values()):>6} {own:>17} {other:>19}")
     say(json.dumps({"enqueued": result.enqueued, "misrouted": result.misrouted, "unfinished": result.unfinished,
+                    "cron_fire_handled_by_owner": None if result.cron is None else result.cron[1] == result.cron[2],
                     "seconds": round(result.seconds, 2)}))
 
 

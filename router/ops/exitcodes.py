@@ -28,16 +28,16 @@ class ExitCode(IntEnum):
 
 #: What each code means, in the words docs/cli.md uses.
 MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "Success: the registry is valid, the worker stopped cleanly (signal, or --burst drained), "
-                 "the demo's tasks all reached their owners.",
+    ExitCode.OK: "Success: the registry is valid, the worker or scheduler stopped cleanly (signal, --burst "
+                 "drained, --once done), the demo's tasks all reached their owners.",
     ExitCode.INVALID: "The registry is invalid (every problem is printed with file, line and column); a worker "
                       "group gave up on a crashing child; the demo saw a misrouted or unfinished task.",
     ExitCode.USAGE: "Usage error: an unknown option or bad value, a registry file that cannot be read, or a "
                     "service that is not in the registry.",
     ExitCode.HANDLERS: "A service's handler set cannot be imported or disagrees with the registry.",
-    ExitCode.REDIS: "Redis cannot be used: unreachable within the connect wait (a --burst worker, status, the "
-                    "demo), or it refused a command (authentication, ACL, out of memory). A long-running "
-                    "worker waits out outages instead.",
+    ExitCode.REDIS: "Redis cannot be used: unreachable within the connect wait (a --burst worker, a --once "
+                    "scheduler, status, the demo), or it refused a command (authentication, ACL, out of memory). A "
+                    "long-running worker or scheduler waits out outages instead.",
     ExitCode.CRASH: "An internal loop of a worker died; the process exits rather than staying up half-alive.",
 }
 

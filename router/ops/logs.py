@@ -31,8 +31,8 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        # One write per line (message and newline together): the processes of a worker group share stderr, and
-        # two lines written in pieces would interleave.
+        # One write per line (PrintLogger writes the newline separately): with PYTHONUNBUFFERED, the processes of a
+        # worker group sharing one stderr would otherwise interleave their JSON lines.
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

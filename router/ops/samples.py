@@ -1,4 +1,4 @@
-"""Minimal example payloads generated from a JSON Schema, for the demo and for `router enqueue --sample`.
+"""Minimal example payloads generated from a JSON Schema, for `router demo`.
 
 Only the common keywords are understood (examples, default, local $ref, type, properties, required,
 enum, const, format, minimum, minLength, items, minItems); the caller validates the result and skips a type

@@ -1,15 +1,25 @@
-"""The registry's ``cron:`` entries: names, specs, time zones, the task each enqueues and its payload."""
+"""The registry's ``cron:`` entries: names, specs, time zones, the task each enqueues, its payload and its catch-up
+policy.
+
+Besides what croniter refuses, two likely mistakes in a spec are caught here: a six-field spec written seconds
+FIRST, as Asynq and Quartz users do (croniter reads the sixth field as the seconds: ``*/30 * * * * *`` is "every
+second of minutes 0 and 30", not "every 30 seconds"), and a spec that can never fire (``0 0 31 2 *``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+
+from croniter import croniter
+from croniter.croniter import CroniterBadDateError
 
 from router.errors import Problem
 from router.names import name_problem
 from router.registry import payloads, values
 from router.registry.docschema import suggest
-from router.registry.model import CronSpec, TaskSpec
+from router.registry.model import CatchUp, CronSpec, TaskSpec
 from router.registry.yamlsource import Path, YamlDocument
 
 
@@ -31,10 +41,6 @@ class CronEntries:
         names: dict[str, CronSpec] = {}
         for doc in docs:
             entries = doc.data.get("cron") if isinstance(doc.data, dict) else None
-            if entries:  # a setting is honoured or refused, never silently ignored
-                self.problems.append(doc.problem(("cron",), "cron entries are not supported yet: router has no "
-                                                 "scheduler so far, so they would never fire; remove the `cron:` "
-                                                 "section", "not-supported", key=True))
             for i, raw in enumerate(entries if isinstance(entries, list) else []):
                 spec = self.cron_entry(doc, ("cron", i), raw) if isinstance(raw, dict) else None
                 if spec is None:
@@ -52,11 +58,13 @@ class CronEntries:
     def cron_entry(self, doc: YamlDocument, path: Path, raw: Mapping[str, Any]) -> CronSpec | None:
         name, task, spec = raw.get("name"), raw.get("task"), raw.get("spec")
         timezone, payload = raw.get("timezone", "UTC"), raw.get("payload", {})
+        catch_up = raw.get("catch_up", CatchUp.LATEST.value)
         if not (isinstance(name, str) and isinstance(task, str) and isinstance(spec, str)
-                and isinstance(timezone, str) and isinstance(payload, dict)):
+                and isinstance(timezone, str) and isinstance(payload, dict)
+                and isinstance(catch_up, str) and catch_up in {c.value for c in CatchUp}):
             return None  # the schema check has reported it
         self.name_check(doc, (*path, "name"), name_problem("cron name", name))
-        self.name_check(doc, (*path, "spec"), values.cron_spec_problem(spec), "cron-spec")
+        self.name_check(doc, (*path, "spec"), spec_problem(spec), "cron-spec")
         self.name_check(doc, (*path, "timezone"), values.timezone_problem(timezone), "cron-timezone")
         owner = self.tasks.get(task)
         if owner is None:
@@ -69,6 +77,34 @@ class CronEntries:
                                      f"cron entry {name!r}: payload does not match the schema of {task!r}: "
                                      f"{violation.message}", "cron-payload"))
         return CronSpec(name=name, task=task, spec=spec, timezone=timezone, payload=payloads.freeze(payload),
-                        location=doc.location(path))
+                        catch_up=CatchUp(catch_up), location=doc.location(path))
+
+
+#: Where :func:`spec_problem` starts looking for a first fire (any fixed date does: it only asks "ever?").
+_PROBE_START = datetime(2024, 1, 1)
+
+
+def spec_problem(spec: str) -> str | None:
+    """Why ``spec`` cannot be a cron entry's spec: croniter cannot read it, it is a six-field spec most likely
+    written seconds first, or it never fires."""
+    problem = values.cron_spec_problem(spec)
+    fields = spec.split()
+    if problem is not None:
+        if spec.strip().startswith("@every"):
+            return f"{problem}. There is no @every; for every 30 seconds write '* * * * * */30' (seconds LAST)"
+        if len(fields) == 6:
+            return f"{problem}. A sixth field is the seconds and comes LAST (croniter's order), e.g. " \
+                   "'*/5 * * * * 30' is second 30 of every fifth minute"
+        return problem
+    if len(fields) == 6 and fields[5] == "*" and fields[0] != "*":
+        return f"cron spec {spec!r} fires every second of the minutes '{fields[0]}': the sixth field is the " \
+               "seconds and comes LAST (croniter's order), not first as in Asynq or Quartz. For every 30 seconds " \
+               "write '* * * * * */30'; for second 0 of every fifth minute '*/5 * * * * 0'; if you do mean every " \
+               "second of those minutes, write the seconds as 0-59"
+    try:
+        croniter(spec, _PROBE_START).get_next(datetime)
+    except CroniterBadDateError:
+        return f"cron spec {spec!r} never fires (no date matches it, e.g. 31 February); fix the day or month"
+    return None
 
 

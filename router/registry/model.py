@@ -21,6 +21,14 @@ class PriorityMode(str, Enum):
     STRICT = "strict"
 
 
+class CatchUp(str, Enum):
+    """What a cron entry fires for slots missed while no scheduler could fire (docs/scheduler.md)."""
+
+    LATEST = "latest"  # the most recent missed slot, once
+    ALL = "all"  # every missed slot within the scheduler's catch-up window
+    NONE = "none"  # nothing; only slots that come while a scheduler runs
+
+
 @dataclass(frozen=True)
 class SourceLocation:
     """Where a declaration came from, for error messages."""
@@ -80,13 +88,15 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class CronSpec:
-    """A periodic enqueue of ``task`` with ``payload`` on a cron ``spec`` in ``timezone``."""
+    """A periodic enqueue of ``task`` with ``payload`` on a cron ``spec`` in ``timezone``; ``catch_up`` says what
+    to fire for slots missed during downtime."""
 
     name: str
     task: str
     spec: str
     timezone: str = "UTC"
     payload: Mapping[str, Any] = field(default_factory=dict)
+    catch_up: CatchUp = CatchUp.LATEST
     location: SourceLocation | None = field(default=None, compare=False)
 
 

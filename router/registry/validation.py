@@ -70,7 +70,8 @@ class ValidationReport:
         lines = [f"{p} [{p.code}]" for p in self.problems]
         if self.valid and self.registry is not None:
             r = self.registry
-            lines.append(f"{self.path}: valid ({len(r.services)} services, {len(r.tasks)} task types)")
+            lines.append(f"{self.path}: valid ({len(r.services)} services, {len(r.tasks)} task types, "
+                         f"{len(r.cron)} cron entries)")
         else:
             lines.append(f"{self.path}: invalid, {len(self.problems)} problem(s)")
         return "\n".join(lines)

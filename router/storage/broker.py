@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -74,8 +74,11 @@ def _refused(exc: ResponseError, what: str) -> BrokerError | FailoverRefusal:
     failover = failover_refusal(exc)
     if failover is not None:
         return failover
-    hint = ("; grant the service's ACL user that command and key pattern (docs/operations.md lists them)"
-            if isinstance(exc, redis.exceptions.NoPermissionError) else "")
+    text = str(exc)
+    denied = isinstance(exc, redis.exceptions.NoPermissionError) or "can't run this command" in text \
+        or "no permissions" in text  # inside a script, an ACL denial is a script error
+    hint = "; grant the service's ACL user that command and key pattern (docs/operations.md lists them)" \
+        if denied else ""
     return BrokerError(f"Redis refused {what}: {exc}{hint}")
 
 
@@ -281,17 +284,59 @@ class SyncBroker:
     def heartbeat(self, sk: ServiceKeys, worker_id: str, doc: str, now_ms: int, ttl_ms: int, prune: bool) -> None:
         """Publish a worker's heartbeat; with ``prune``, also drop expired entries from the service's index
         (readers filter by expiry anyway, so pruning now and then keeps an idle worker's command rate low)."""
-        commands: list[tuple[Any, ...]] = [
-            ("SET", sk.worker(worker_id), doc, "PX", ttl_ms),
-            ("ZADD", sk.workers, now_ms + ttl_ms, worker_id),
-        ]
-        if prune:
-            commands.append(("ZREMRANGEBYSCORE", sk.workers, "-inf", now_ms))
-        self._plain(commands, "the heartbeat")
+        self._publish(sk.workers, sk.worker(worker_id), worker_id, doc, now_ms, ttl_ms, prune)
 
     def remove_worker(self, sk: ServiceKeys, worker_id: str) -> None:
         """Withdraw a worker's heartbeat at clean exit."""
-        self._plain([("DEL", sk.worker(worker_id)), ("ZREM", sk.workers, worker_id)], "the heartbeat's removal")
+        self._withdraw(sk.workers, sk.worker(worker_id), worker_id)
+
+    def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of a service's live workers."""
+        return self._live(sk.workers, sk.worker, now_ms)
+
+    def scheduler_heartbeat(self, sk: ServiceKeys, scheduler_id: str, doc: str, now_ms: int, ttl_ms: int,
+                            prune: bool) -> None:
+        """Publish a cron scheduler's heartbeat under a service whose entries it fires (as :meth:`heartbeat`)."""
+        self._publish(sk.schedulers, sk.scheduler(scheduler_id), scheduler_id, doc, now_ms, ttl_ms, prune)
+
+    def remove_scheduler(self, sk: ServiceKeys, scheduler_id: str) -> None:
+        """Withdraw a scheduler's heartbeat at clean exit."""
+        self._withdraw(sk.schedulers, sk.scheduler(scheduler_id), scheduler_id)
+
+    def live_schedulers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
+        """Heartbeat documents of the live schedulers firing a service's cron entries."""
+        return self._live(sk.schedulers, sk.scheduler, now_ms)
+
+    def cron_claims(self, keys: Sequence[str]) -> list[int | None]:
+        """The claimed fire time (ms) held by each cron claim key, in one round trip (None: no claim, or not a
+        number)."""
+        if not keys:
+            return []
+        replies = self._plain([("GET", key) for key in keys], "reading the cron claims")
+        out: list[int | None] = []
+        for raw in replies:
+            try:
+                out.append(int(raw) if raw is not None else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+    def _publish(self, index: str, key: str, member: str, doc: str, now_ms: int, ttl_ms: int, prune: bool) -> None:
+        commands: list[tuple[Any, ...]] = [("SET", key, doc, "PX", ttl_ms), ("ZADD", index, now_ms + ttl_ms, member)]
+        if prune:
+            commands.append(("ZREMRANGEBYSCORE", index, "-inf", now_ms))
+        self._plain(commands, "the heartbeat")
+
+    def _withdraw(self, index: str, key: str, member: str) -> None:
+        self._plain([("DEL", key), ("ZREM", index, member)], "the heartbeat's removal")
+
+    def _live(self, index: str, key_of: Callable[[str], str], now_ms: int) -> list[bytes]:
+        with _refusals("reading the heartbeats"):
+            ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(index, now_ms, "+inf"))
+            if not ids:
+                return []
+            docs = cast(list[bytes | None], self.client.mget([key_of(i.decode()) for i in ids]))
+        return [d for d in docs if d is not None]
 
     def _plain(self, commands: Sequence[tuple[Any, ...]], what: str) -> list[Any]:
         """Plain commands in one round trip (over the held line, so a stopping worker's deadline bounds them);
@@ -300,15 +345,6 @@ class SyncBroker:
         for reply in replies:
             _check(reply, what)
         return replies
-
-    def live_workers(self, sk: ServiceKeys, now_ms: int) -> list[bytes]:
-        """Heartbeat documents of a service's live workers."""
-        with _refusals("reading the worker heartbeats"):
-            ids: list[bytes] = cast(list[bytes], self.client.zrangebyscore(sk.workers, now_ms, "+inf"))
-            if not ids:
-                return []
-            docs = cast(list[bytes | None], self.client.mget([sk.worker(i.decode()) for i in ids]))
-        return [d for d in docs if d is not None]
 
     def queue_sizes(self, queues: Sequence[QueueKeys]) -> list[dict[str, int]]:
         """Number of tasks in each state, per queue, in one round trip per slot."""

@@ -4,8 +4,8 @@ Schemes: ``redis://``, ``rediss://`` and ``unix://`` for one server; ``redis+clu
 ``rediss+cluster://``) for Redis Cluster; ``redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]``
 for a master found through Sentinel (the client asks the Sentinels again after a failover). Producers fail fast
 and router decides what to retry (an enqueue is idempotent by task id); consumers back off in their own loop, so
-redis-py's built-in retry is off everywhere (``../shared/reference/reliability.md`` 2.5: its defaults can block a
-command for a minute).
+redis-py's built-in retry is off everywhere: its defaults retry a timed-out command with backoff, which can block a
+caller for about a minute on an unresponsive server.
 """
 
 from __future__ import annotations
@@ -120,13 +120,16 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     usage = "use redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]"
     if not hosts or not path:
         raise ValueError(f"invalid Sentinel URL {url!r}: {usage}")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):  # refused, never silently read as db 0
+        raise ValueError(f"invalid master/db {'/'.join(path)!r} in Sentinel URL {url!r} (the db is a number): "
+                         f"{usage}")
     sentinels = []
     for item in hosts.split(","):
         host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"invalid Sentinel address {item!r} in {url!r}: {usage}")
         sentinels.append((host.strip("[]"), int(port)))
-    db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
+    db = int(path[1]) if len(path) == 2 else 0
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return SentinelTarget(tuple(sentinels), path[0], db, user, password, parts.scheme.startswith("rediss"))

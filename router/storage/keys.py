@@ -28,11 +28,19 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
     Q:paused     STRING  present while the queue is paused
     Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued,
                          corrupt, duplicate, stale_bookkeeping
+    Q:cron:<entry>  STRING  the claim of cron entry <entry> (whose task runs on this queue): the fire time (ms)
+                         of its latest fire claimed by any scheduler replica. A fire at or before it is never
+                         enqueued again. It shares the queue's hash tag, so claim and enqueue are one script
+                         (cron_fire.lua) in one slot; it expires the catch-up window after the entry's next slot
 
 Per service, with ``S = <prefix>:{<service>}``::
 
     S:workers        ZSET    worker id -> heartbeat expiry (ms); pruned on read
     S:worker:<id>    STRING  heartbeat JSON (service, queues, handlers, concurrency, pid, host, active), with TTL
+    S:schedulers     ZSET    scheduler id -> heartbeat expiry (ms), for schedulers firing this service's cron
+                             entries; pruned on read
+    S:scheduler:<id> STRING  scheduler heartbeat JSON (host, pid, this service's entries with their last and next
+                             fire, counters), with TTL
 
 Names are validated here, the one place that formats keys, by the one naming rule (:mod:`router.names`) and
 the task id rule (:mod:`router.storage.taskids`). Build key sets from the registry with :func:`queue_keys`,
@@ -129,6 +137,10 @@ class QueueKeys:
     def stats(self) -> str:
         return f"{self.base}:stats"
 
+    def cron(self, entry: str) -> str:
+        """The claim of the cron entry ``entry``, whose task runs on this queue."""
+        return f"{self.base}:cron:{check_name('cron name', entry)}"
+
     def of_state(self, state: TaskState) -> str:
         """The key holding the ids of tasks in ``state`` (a LIST for pending, a ZSET for the others)."""
         return f"{self.base}:{state.value}"
@@ -136,7 +148,7 @@ class QueueKeys:
 
 @dataclass(frozen=True)
 class ServiceKeys:
-    """Service-wide keys (worker heartbeats)."""
+    """Service-wide keys (worker and scheduler heartbeats)."""
 
     prefix: str
     service: str
@@ -154,6 +166,13 @@ class ServiceKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{check_task_id(worker_id)}"
+
+    @property
+    def schedulers(self) -> str:
+        return f"{self.base}:schedulers"
+
+    def scheduler(self, scheduler_id: str) -> str:
+        return f"{self.base}:scheduler:{check_task_id(scheduler_id)}"
 
 
 def queue_keys(spec: ServiceSpec, queue: str) -> QueueKeys:

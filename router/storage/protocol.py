@@ -44,7 +44,8 @@ EXTEND = _load("extend")
 MAINTAIN = _load("maintain")
 SWEEP = _load("sweep")
 QUARANTINE = _load("quarantine")
-ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, SWEEP, QUARANTINE)
+CRON_FIRE = _load("cron_fire")
+ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, SWEEP, QUARANTINE, CRON_FIRE)
 
 
 @dataclass(frozen=True)
@@ -285,3 +286,32 @@ def quarantine(qk: QueueKeys, now_ms: int, items: Sequence[tuple[bytes, str, Env
     keys = (qk.quarantine, qk.messages, qk.archived, qk.stats, qk.leased, qk.pending, qk.scheduled, qk.retry,
             qk.completed, qk.lost)
     return Call(QUARANTINE, keys, tuple(args))
+
+
+CRON_ENQUEUED = 1
+CRON_CLAIMED_ALREADY = 0
+CRON_ID_TAKEN = 2
+
+
+@dataclass(frozen=True)
+class CronFire:
+    """One fire of a cron entry: its fire time, the task id derived from it, and the encoded envelope."""
+
+    fire_ms: int
+    task_id: str
+    envelope: Envelope
+
+
+def cron_fire(qk: QueueKeys, entry: str, keep_ms: int, fires: Sequence[CronFire]) -> Call:
+    """Claim ``fires`` of the cron entry ``entry`` (ascending fire times) and enqueue each one claimed on ``qk``,
+    the queue of the entry's task; the claim is kept ``keep_ms``. Read the reply with :func:`parse_cron_fire`."""
+    args: list[Arg] = [max(1, keep_ms)]
+    for f in fires:
+        args.extend((f.fire_ms, f.task_id, f.envelope))
+    keys = (qk.cron(entry), qk.messages, qk.pending, qk.wake, qk.stats, qk.done)
+    return Call(CRON_FIRE, keys, tuple(args))
+
+
+def parse_cron_fire(reply: Any) -> list[int]:
+    """One code per fire: :data:`CRON_ENQUEUED`, :data:`CRON_CLAIMED_ALREADY` or :data:`CRON_ID_TAKEN`."""
+    return [int(x) for x in reply]

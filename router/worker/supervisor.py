@@ -64,6 +64,8 @@ def _child(target: Callable[[], int], exit_code: ExitCodeFor, parent: int) -> No
     os.setpgid(0, 0)
     for sig in _FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
+    # Blocked across the fork (see spawn): one that arrived meanwhile now takes its default action.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     _die_with_parent(parent)
     try:
         code = target()
@@ -99,7 +101,13 @@ def run_group(processes: int, target: Callable[[], int], exit_code: ExitCodeFor 
 
     def spawn() -> multiprocessing.process.BaseProcess:
         proc = ctx.Process(target=_child, args=(target, exit_code, os.getpid()), name="router-worker")
-        proc.start()
+        # Blocked across the fork, so the child never runs this process's `forward` (it would act on the parent's
+        # children); the child unblocks them once they are back to their defaults.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if stopping and proc.pid is not None:  # a signal arrived while it was starting: pass it on
             os.kill(proc.pid, signal.SIGTERM)
         return proc

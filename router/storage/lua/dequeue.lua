@@ -6,7 +6,7 @@
 -- Returns {notes, then per task: id, delivery token, envelope or nil, lost-lease count or nil}; notes is a flat
 -- list of (what, detail) pairs the worker logs: ('duplicate', id) for a pending id that was already leased, or is
 -- in another state (a second reference, dropped: the task runs once), ('seq_reset', new value) when the token
--- counter was not a number.
+-- counter was not a non-negative number.
 -- Each task moves from pending to active as "<id>:<token>", scored by its lease deadline taken from Redis's own
 -- clock (so hosts' clock skew cannot expire leases early), and Q:leased records its current token. When work is
 -- left after this batch, the wake list is refilled so another idle worker wakes up too.
@@ -20,9 +20,9 @@ local deadline = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) +
 local notes = {}
 local n = #ids
 local last = redis.pcall('INCRBY', KEYS[5], n)
-if type(last) == 'table' then
-  -- The counter is corrupt. Restart it above every token issued so far: the current time in ms outgrows any
-  -- counter of deliveries, so no "<id>:<token>" member can repeat.
+if type(last) == 'table' or last - n < 0 then
+  -- The counter is corrupt (not a number, or negative). Restart it above every token issued so far: the current
+  -- time in ms outgrows any counter of deliveries, so no "<id>:<token>" member can repeat.
   local base = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
   redis.call('SET', KEYS[5], base)
   last = redis.call('INCRBY', KEYS[5], n)
