@@ -122,7 +122,7 @@ def test_sigquit_exits_now_and_requeues_what_runs(chaos: dict[str, Any]) -> None
         assert w.wait(15) == 0, w.log_tail()
         exit_s = time.monotonic() - sent
         assert exit_s < 5  # not the 60 s shutdown timeout
-    _report(chaos, "SIGQUIT", ids, exit_s=f"{exit_s:.2f} s", requeued=chaos["r"].llen(q.pending))
+    _report(chaos, "SIGQUIT", ids, exit_after=f"{exit_s:.2f} s", requeued=chaos["r"].llen(q.pending))
     assert {x.decode() for x in chaos["r"].lrange(q.pending, 0, -1)} == ids
     assert chaos["r"].zcard(q.active) == 0
 
