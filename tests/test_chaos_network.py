@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from enginekit import (
     CHAOS_SERVICES,
     PLACEHOLDER_URL,
@@ -113,7 +114,7 @@ def test_a_worker_black_holed_past_its_lease_loses_its_tasks_to_another_and_come
     q = qk(reg, "chaos")
     path = write_registry_yaml(tmp_path / "services.yaml", CHAOS_SERVICES, PLACEHOLDER_URL)
     r = raw_client(url)
-    gates = Recorder(raw_client(redis_url), "blackhole")  # gates live on another Redis, off the proxy
+    gates = Recorder(redis.Redis.from_url(redis_url), "blackhole")  # gates live on another Redis, off the proxy
     env = {**chaos_env(redis_url, "blackhole"), **ledger.env()}
     held = set()
     with router.Client(reg, url=url) as c:

@@ -9,7 +9,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from enginekit import (
@@ -116,7 +116,7 @@ def test_a_poison_task_that_kills_its_process_is_archived_and_nothing_else_is_lo
     v = ledger.check(r, [q])
     deliveries = sum(1 for x in ledger.starts() if x.id == poison)
     crashes = len(group.find("worker_process_died"))
-    dead = json.loads(r.hget(q.messages, poison))
+    dead = json.loads(cast(bytes, r.hget(q.messages, poison)))
     collateral = {t for t, c in Counter(x.id for x in ledger.starts()).items() if c > 1} - {poison}
     print(f"\n[poison os._exit among 1,000] lost {len(v.lost)}, duplicated {v.duplicated}, crashes {crashes} "
           f"(poison delivered {deliveries} times, then archived: {dead['why']}: {dead['err']}), normal tasks "

@@ -159,12 +159,18 @@ def test_kill_9_under_a_steady_flow_counts_the_duplicates_it_causes(chaos: dict[
         producer.start()
         for k in range(kills):
             victim = live[k % 2]
-            wait_for(lambda pid=victim.pid: len(ledger.ends(pid)) >= 20, 20,
-                     f"the victim in full flow\n{victim.log_tail()}", interval_s=0.05)  # fmt: skip
+
+            def in_flow(pid: int = victim.pid) -> bool:
+                return len(ledger.ends(pid)) >= 20
+
+            def frozen(pid: int = victim.pid) -> bool:
+                return _frozen(pid)
+
+            wait_for(in_flow, 20, f"the victim in full flow\n{victim.log_tail()}", interval_s=0.05)
             for _ in range(500):
                 victim.signal(signal.SIGSTOP)
                 freezes += 1
-                wait_for(lambda pid=victim.pid: _frozen(pid), 5, "the victim to freeze", interval_s=0.001)
+                wait_for(frozen, 5, "the victim to freeze", interval_s=0.001)
                 found = _finished_unacked(r, q, ledger, victim.pid)
                 if found:
                     break

@@ -56,7 +56,7 @@ def _enqueue(chaos: dict[str, Any], n: int, gate: str, url: str | None = None) -
 def _report(chaos: dict[str, Any], label: str, ids: set[str], url: str | None = None, **more: Any) -> None:
     """The chaos figures of a signal test: lost (neither done nor queued), duplicated (done twice), crashes (the
     tests assert exit 0, so none get here)."""
-    r = raw_client(url) if url else chaos["r"]
+    r: Any = raw_client(url) if url else chaos["r"]
     q = qk(chaos["reg"], "chaos")
     queued = {x.decode() for x in r.lrange(q.pending, 0, -1)}
     queued |= {m.decode().rsplit(":", 1)[0] for m in r.zrange(q.active, 0, -1)}
