@@ -7,6 +7,7 @@ from router.errors import (
     BrokerError,
     ConfigError,
     DuplicateHandler,
+    DuplicateTask,
     EnqueueError,
     EnqueueOutcomeUnknown,
     GuardError,
@@ -24,7 +25,7 @@ from router.errors import (
     Violation,
 )
 from router.producer.client import AsyncClient, Client
-from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, load
+from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, UniquePolicy, load
 from router.registry.model import CatchUp
 from router.scheduler import Scheduler, SchedulerSettings
 from router.service import Service
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "CronSpec",
     "DuplicateHandler",
+    "DuplicateTask",
     "EnqueueError",
     "EnqueueOutcomeUnknown",
     "GuardError",
@@ -64,6 +66,7 @@ __all__ = [
     "TaskInfo",
     "TaskSpec",
     "TaskState",
+    "UniquePolicy",
     "UnknownTaskType",
     "Violation",
     "Worker",

@@ -13,6 +13,7 @@ The tree, and what each branch means for the caller::
     │   └── NoLiveWorker         (live guard on) no live worker of the owner handles the type
     ├── EnqueueError             Redis was reached but the enqueue did not (certainly) happen
     │   ├── TaskIdConflict       a task with this id already exists; nothing was written
+    │   ├── DuplicateTask        a unique task's lock is held by another task (named); nothing was written
     │   └── EnqueueOutcomeUnknown  the call timed out; repeat it with the same task id
     ├── BrokerError              Redis is unreachable or answered with an error router cannot handle
     ├── WorkerCrashed            an internal loop of a worker died; the process exits rather than run half-alive
@@ -23,7 +24,8 @@ The tree, and what each branch means for the caller::
     │   ├── DuplicateHandler     two handlers registered for one task type
     │   └── HandlerMismatch      a worker's handlers differ from what the registry declares
 
-:class:`SkipRetry` is not a RouterError: handlers raise it to archive a task at once.
+:class:`SkipRetry` is not a RouterError: handlers raise it to archive a task at once. :class:`DeadlineExceeded` is
+how a worker reports a task that ran into its ``deadline`` (archived as ``deadline_exceeded``, never retried).
 """
 
 from __future__ import annotations
@@ -166,6 +168,23 @@ class TaskIdConflict(EnqueueError):
         )
 
 
+class DuplicateTask(EnqueueError):
+    """A unique task was refused: another task with the same type and payload (or unique key) holds its lock."""
+
+    def __init__(self, task_type: str, existing_id: str, service: str, queue: str,
+                 enqueued: Sequence[object] = ()) -> None:
+        self.task_type = task_type
+        self.existing_id = existing_id
+        self.service = service
+        self.queue = queue
+        #: For enqueue_many: the TaskInfo of every other item of the batch, which were enqueued.
+        self.enqueued = tuple(enqueued)
+        super().__init__(
+            f"{task_type!r} is unique and task {existing_id!r} in {service}/{queue} already holds its lock; nothing "
+            "was enqueued. Wait for it (client.get_task / client.wait), or enqueue with another unique_key."
+        )
+
+
 class EnqueueOutcomeUnknown(EnqueueError):
     """The enqueue timed out or lost its connection after sending: it may or may not have happened."""
 
@@ -226,3 +245,11 @@ class HandlerMismatch(HandlerError):
 
 class SkipRetry(Exception):
     """Raise from a handler to archive the task at once instead of retrying it."""
+
+
+class DeadlineExceeded(Exception):
+    """A task reached its ``deadline`` before it finished: it is archived (``deadline_exceeded``), not retried."""
+
+    def __init__(self, deadline_ms: int) -> None:
+        self.deadline_ms = deadline_ms
+        super().__init__(f"the task's deadline ({deadline_ms} ms since the epoch) passed before it finished")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from router.quoting import quote
+
 NAME_MAX = 64
 TASK_TYPE_MAX = 128
 NAME_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{NAME_MAX - 1}}}"
@@ -24,7 +26,7 @@ def name_problem(kind: str, name: object) -> str | None:
     """Why ``name`` cannot be a service name, queue name, key prefix or cron name (``kind`` says which), or None."""
     if isinstance(name, str) and _NAME.fullmatch(name):
         return None
-    return f"{kind} {name!r} {_why(name, NAME_MAX, colons=False)}; use 1-{NAME_MAX} of A-Z a-z 0-9 _ . - " \
+    return f"{kind} {quote(name)} {_why(name, NAME_MAX, colons=False)}; use 1-{NAME_MAX} of A-Z a-z 0-9 _ . - " \
            "(starting with a letter or digit)"
 
 
@@ -32,7 +34,7 @@ def task_type_problem(name: object) -> str | None:
     """Why ``name`` cannot be a task type, or None."""
     if isinstance(name, str) and _TASK_TYPE.fullmatch(name):
         return None
-    return f"task type {name!r} {_why(name, TASK_TYPE_MAX, colons=True)}; use 1-{TASK_TYPE_MAX} of A-Z a-z 0-9 " \
+    return f"task type {quote(name)} {_why(name, TASK_TYPE_MAX, colons=True)}; use 1-{TASK_TYPE_MAX} of A-Z a-z 0-9 " \
            "_ . : - (starting with a letter or digit)"
 
 

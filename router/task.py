@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -21,6 +22,8 @@ class TaskState(str, Enum):
     RETRY = "retry"
     ARCHIVED = "archived"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    AGGREGATING = "aggregating"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Task:
     """One delivery of a task to a handler.
 
     ``attempt`` starts at 1 and counts deliveries that ended in failure or a lost lease, plus this one.
+    ``timeout_s`` is what the handler may take (its task's timeout, shortened to reach no further than its
+    ``deadline_ms``). ``cancelled`` is set when someone cancels the task while it runs: a sync handler that can
+    stop early checks it (``task.cancelled.is_set()``); an ``async def`` handler is cancelled outright.
     """
 
     id: str
@@ -39,6 +45,8 @@ class Task:
     max_retry: int
     timeout_s: float
     enqueued_at_ms: int
+    deadline_ms: int | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

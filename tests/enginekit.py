@@ -24,8 +24,8 @@ import redis
 import redis.cluster
 import yaml
 
+from router.redisurl import is_cluster_url
 from router.registry.model import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
-from router.storage.connection import is_cluster_url
 from router.storage.keys import QueueKeys, ServiceKeys
 from router.worker.worker import WorkerSettings
 

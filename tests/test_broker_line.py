@@ -17,6 +17,8 @@ from router.storage.connection import Role, connect
 
 SERVICES = {"svc": {"queues": {"default": 1}, "tasks": {"svc.job": task()}}}
 
+Item = protocol.EnqueueItem
+
 
 def test_flushed_script_cache_is_reloaded(redis_url: str, redis_client: redis.Redis) -> None:
     registry = build_registry(redis_url, SERVICES)
@@ -46,11 +48,11 @@ def test_refusal_names_the_script_and_the_line_stays_usable(redis_url: str, redi
     broker = SyncBroker(connect(redis_url, Role.PRODUCER))
     try:
         good = build_registry(redis_url, {"other": SERVICES["svc"]})
-        ok_call = protocol.enqueue(qk(good, "other"), [("t-ok", '{"v":1}')])
-        bad_call = protocol.enqueue(keys, [("t-bad", '{"v":1}')])
+        ok_call = protocol.enqueue(qk(good, "other"), [Item("t-ok", '{"v":1}')])
+        bad_call = protocol.enqueue(keys, [Item("t-bad", '{"v":1}')])
         with pytest.raises(router.BrokerError, match="enqueue"):
             broker.run_many([ok_call, bad_call])
-        assert broker.run(protocol.enqueue(qk(good, "other"), [("t-next", '{"v":1}')])) == [1]
+        assert broker.run(protocol.enqueue(qk(good, "other"), [Item("t-next", '{"v":1}')])) == [1, b""]
     finally:
         broker.close()
     assert redis_client.llen(qk(good, "other").pending) == 2
@@ -66,9 +68,9 @@ def test_threads_sharing_a_broker_each_get_their_own_replies(redis_url: str, red
     def produce(slot: int) -> None:
         size = slot + 1
         for i in range(rounds):
-            reply = broker.run(protocol.enqueue(keys, [(f"t{slot}-{i}-{k}", "{}") for k in range(size)]))
-            if len(reply) != size:
-                wrong.append((size, len(reply)))
+            reply = broker.run(protocol.enqueue(keys, [Item(f"t{slot}-{i}-{k}", "{}") for k in range(size)]))
+            if len(reply) != 2 * size:  # a (code, detail) pair per item
+                wrong.append((size, len(reply) // 2))
 
     runners = [threading.Thread(target=produce, args=(k,)) for k in range(threads)]
     try:
@@ -86,9 +88,9 @@ def test_line_reconnects_after_an_interrupt(redis_url: str) -> None:
     keys = qk(build_registry(redis_url, SERVICES), "svc")
     broker = SyncBroker(connect(redis_url, Role.PRODUCER))
     try:
-        assert broker.run(protocol.enqueue(keys, [("a", "{}")])) == [1]
+        assert broker.run(protocol.enqueue(keys, [Item("a", "{}")])) == [1, b""]
         assert broker.interrupt()
-        assert broker.run(protocol.enqueue(keys, [("b", "{}")])) == [1]  # a fresh connection, no error
+        assert broker.run(protocol.enqueue(keys, [Item("b", "{}")])) == [1, b""]  # a fresh connection, no error
     finally:
         broker.close()
 
@@ -100,8 +102,8 @@ def test_line_closed_by_the_server_while_idle_is_replaced_before_use(
     keys = qk(build_registry(redis_url, SERVICES), "svc")
     broker = SyncBroker(connect(redis_url, Role.PRODUCER))
     try:
-        assert broker.run(protocol.enqueue(keys, [("a", "{}")])) == [1]
+        assert broker.run(protocol.enqueue(keys, [Item("a", "{}")])) == [1, b""]
         assert redis_client.client_kill_filter(_type="normal", skipme=True) >= 1
-        assert broker.run(protocol.enqueue(keys, [("b", "{}")])) == [1]  # no "connection closed" on the way
+        assert broker.run(protocol.enqueue(keys, [Item("b", "{}")])) == [1, b""]  # no "connection closed" on the way
     finally:
         broker.close()

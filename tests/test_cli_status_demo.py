@@ -24,7 +24,7 @@ from enginekit import REPO, fast_settings, qk, raw_client, sk, task, wait_for, w
 import router
 from router.ops import cli
 
-STATES = ["pending", "active", "scheduled", "retry", "archived", "completed"]
+STATES = ["pending", "active", "scheduled", "retry", "archived", "completed", "cancelled", "aggregating"]
 SERVICES: dict[str, Any] = {
     "svc": {"queues": {"default": 1, "slow": 1}, "tasks": {"svc.job": task(), "svc.later": task("slow")}},
     "other": {"queues": {"default": 1}, "tasks": {"other.a": task(), "other.b": task()}},
@@ -69,9 +69,9 @@ def test_status_text_shows_queues_by_state_and_live_workers(invoke: Callable[...
     assert lines[0].split() == ["service", "queue", *STATES]
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[1:4]}
     assert rows == {
-        ("svc", "default"): ["2", "0", "0", "0", "0", "0", "(backlog,", "no", "worker)"],  # nobody reads svc
-        ("svc", "slow"): ["0", "0", "1", "0", "0", "0", "(paused)"],
-        ("other", "default"): ["0", "0", "0", "0", "0", "0"],
+        ("svc", "default"): ["2", "0", "0", "0", "0", "0", "0", "0", "(backlog,", "no", "worker)"],  # nobody reads
+        ("svc", "slow"): ["0", "0", "1", "0", "0", "0", "0", "0", "(paused)"],
+        ("other", "default"): ["0", "0", "0", "0", "0", "0", "0", "0"],
     }
     assert lines[4:6] == ["", "1 live worker(s)"]
     w = fleet["worker"]

@@ -14,8 +14,9 @@ from router.storage import protocol
 SERVICES = {"svc": {"queues": {"default": 1}, "tasks": {"svc.job": task()}}}
 
 
-def _conflict_replies(batch: object) -> list[list[int]]:
-    return [[protocol.ENQUEUE_CONFLICT] * len(idx) for idx in batch.slots]  # type: ignore[attr-defined]
+def _conflict_replies(batch: object) -> list[list[int | bytes]]:
+    """The enqueue script's replies, as Redis returns them: a (code, detail) pair per item."""
+    return [[protocol.ENQUEUE_CONFLICT, b""] * len(idx) for idx in batch.slots]  # type: ignore[attr-defined]
 
 
 def test_conflict_after_retry_is_success_only_for_generated_ids() -> None:

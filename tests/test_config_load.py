@@ -40,21 +40,31 @@ def test_example_fleet_loads_with_owners_queues_and_cron() -> None:
     assert registry.max_payload_bytes == 524288
 
 
-def test_unique_s_is_refused_until_it_is_built_and_cron_entries_load(tmp_path: Path) -> None:
-    """A setting is honoured or refused: unique_s would be ignored, so the loader refuses it; cron entries are
-    fired by `router scheduler`, so they load, with their catch-up policy."""
+def test_unique_tasks_and_cron_entries_load(tmp_path: Path) -> None:
+    """unique_s and its policy load (a policy without a window is refused); cron entries are fired by
+    `router scheduler`, so they load, with their catch-up policy."""
     root = write(tmp_path, "services.yaml", """
         version: 1
         services:
           a:
             tasks:
               a.x: {unique_s: 60}
-        cron:
-          - {name: tick, task: a.x, spec: '*/5 * * * *', catch_up: all}
+              a.y: {unique_s: 600, unique_policy: until_finished}
+              a.z: {unique_policy: until_finished}
         """)
-    found = [p for p in problems(root) if p.code == "not-supported"]
-    assert [p.line for p in found] == [5]
-    assert "unique_s is not supported yet" in found[0].message
+    [problem] = problems(root)
+    assert (problem.code, problem.line) == ("unique", 7) and "unique_policy needs unique_s" in problem.message
+    root = write(tmp_path, "services.yaml", """
+        version: 1
+        services:
+          a:
+            tasks:
+              a.x: {unique_s: 60}
+              a.y: {unique_s: 600, unique_policy: until_finished}
+        """)
+    tasks = router.load(root, env={}).tasks
+    assert (tasks["a.x"].unique_s, tasks["a.x"].unique_policy) == (60.0, router.UniquePolicy.TTL)
+    assert (tasks["a.y"].unique_s, tasks["a.y"].unique_policy) == (600.0, router.UniquePolicy.UNTIL_FINISHED)
     root = write(tmp_path, "services.yaml", """
         version: 1
         services:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.storage.connection import SentinelTarget, is_cluster_url, is_sentinel_url, parse_sentinel_url, redact
+from router.redisurl import SentinelTarget, is_cluster_url, is_sentinel_url, parse_sentinel_url, redact
 
 
 @pytest.mark.parametrize(("url", "expected"), [

@@ -39,6 +39,8 @@ SCHEMA = {
     "additionalProperties": False,
 }
 
+Item = protocol.EnqueueItem
+
 
 def fleet(url: str, **task_policy: Any) -> router.Registry:
     """One service ``shop`` with queues default (weight 1) and critical (weight 3)."""
@@ -123,14 +125,14 @@ def test_repeated_identical_envelope_is_recognised_not_duplicated(target: tuple[
     env = encode_new("shop.order", '{"n":3}', 1_700_000_000_000)
     broker = SyncBroker(connect(url))
     try:
-        first = protocol.parse_enqueue(broker.run(protocol.enqueue(q, [("same-id", env)])))
-        again = protocol.parse_enqueue(broker.run(protocol.enqueue(q, [("same-id", env)])))
-        other = protocol.parse_enqueue(broker.run(protocol.enqueue(q, [("same-id", env.replace("3", "4"))])))
+        first = protocol.parse_enqueue(broker.run(protocol.enqueue(q, [Item("same-id", env)])))
+        again = protocol.parse_enqueue(broker.run(protocol.enqueue(q, [Item("same-id", env)])))
+        other = protocol.parse_enqueue(broker.run(protocol.enqueue(q, [Item("same-id", env.replace("3", "4"))])))
     finally:
         broker.close()
-    assert first == [protocol.ENQUEUE_CREATED]
-    assert again == [protocol.ENQUEUE_REPEATED]
-    assert other == [protocol.ENQUEUE_CONFLICT]
+    assert first == [(protocol.ENQUEUE_CREATED, "")]
+    assert again == [(protocol.ENQUEUE_REPEATED, "")]
+    assert other == [(protocol.ENQUEUE_CONFLICT, "")]
     assert r.lrange(q.pending, 0, -1) == [b"same-id"]
     assert r.hlen(q.messages) == 1
     assert qstats(r, q)["enqueued"] == 1

@@ -19,10 +19,11 @@ from router.storage.keys import QueueKeys, ServiceKeys
 
 NOW = 1_700_000_000_000
 ENV = encode_new("svc.task", '{"a":1}', NOW)
+Item = protocol.EnqueueItem
 
 #: One example call per protocol builder; the test below fails when a builder is added without an entry here.
 BUILDERS: dict[str, Callable[[QueueKeys], protocol.Call]] = {
-    "enqueue": lambda q: protocol.enqueue(q, [("t1", ENV), ("t2", ENV)]),
+    "enqueue": lambda q: protocol.enqueue(q, [Item("t1", ENV), Item("t2", ENV)]),
     "dequeue": lambda q: protocol.dequeue(q, 30_000, 10),
     "ack": lambda q: protocol.ack(q, NOW, [protocol.Completion("t1:1"), protocol.Completion("t2:2", NOW + 5, ENV)]),
     "retry": lambda q: protocol.retry(q, "t1:1", NOW + 1000, ENV),
@@ -42,6 +43,7 @@ SAMPLE_QUEUES = [
     for prefix, service in (("alpha", "alpha"), ("beta", "beta"), ("team-b.billing", "billing"), ("x", "email"))
     for queue in ("default", "critical", "low.priority", "q-1")
 ]
+
 
 
 def test_every_builder_is_covered() -> None:
@@ -126,7 +128,7 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
             assert len(many) == len(SAMPLE_QUEUES)
     finally:
         broker.close()
-    assert protocol.parse_enqueue(replies["enqueue"]) == [1, 1]
+    assert protocol.parse_enqueue(replies["enqueue"]) == [(1, ""), (1, "")]
     delivered = protocol.parse_dequeue(replies["dequeue"]).deliveries
     assert sorted(d.task_id for d in delivered) == ["t1", "t2"] and [d.token for d in delivered] == [1, 2]
     assert protocol.parse_members(replies["extend"]) == []  # both leases t1:1 and t2:2 were held

@@ -47,10 +47,10 @@ def test_the_lease_limit_holds_with_one_wake_up_thread_per_slot(target: tuple[st
                  "the wake-ups to land")
         peak[0] = max(peak[0], int(r.zcard(qa.active)) + int(r.zcard(qb.active)))
     finally:
-        stop.set()
-        gate.set()
+        stop.set()  # the sampling ends before the gate opens: later samples would mix counts before and after
         if sampler.is_alive():
             sampler.join()
+        gate.set()
         worker.stop()
         runner.join(30)
     assert peak[0] == 10, f"{peak[0]} leases held at once by a worker with concurrency 10 and no prefetch"

@@ -33,6 +33,8 @@ from router.worker.heartbeat import Heartbeat
 
 T0 = 1_717_243_200  # 2024-06-01T12:00:00Z, a whole hour
 
+Item = protocol.EnqueueItem
+
 
 @pytest.fixture
 def schedulers() -> Iterator[list[Scheduler]]:
@@ -186,7 +188,7 @@ def test_downtime_longer_than_the_tombstone_window_never_fires_a_claimed_slot_ag
     worker_clock.advance(600)
     broker = SyncBroker(connect(url))
     try:
-        broker.run(protocol.enqueue(q, [("later", encode_new("svc.tick", '{"n":1}', (T0 + 602) * 1000))]))
+        broker.run(protocol.enqueue(q, [Item("later", encode_new("svc.tick", '{"n":1}', (T0 + 602) * 1000))]))
         worker.run(burst=True)
         assert done == [first_id, "later"] and client.zscore(q.done, first_id) is None  # the id alone is unprotected
         result = b.tick(T0 + 600 + 5)
@@ -194,7 +196,7 @@ def test_downtime_longer_than_the_tombstone_window_never_fires_a_claimed_slot_ag
         assert result.fired == [("minutely", T0 + 60 * m) for m in range(1, 11)]
         assert client.hget(q.messages, first_id) is None and first_id not in queue_ids(client, q)
         # The plain enqueue of that id would be accepted now: only the claim stood between 12:00 and a second run.
-        assert protocol.parse_enqueue(broker.run(protocol.enqueue(q, [(first_id, "{}")]))) == [1]
+        assert protocol.parse_enqueue(broker.run(protocol.enqueue(q, [Item(first_id, "{}")]))) == [(1, "")]
     finally:
         broker.close()
 

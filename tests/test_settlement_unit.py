@@ -73,9 +73,9 @@ def test_complete_without_retention_is_a_bare_ack(registry: Registry) -> None:
     [call] = s.calls()
     assert call.script is protocol.ACK
     assert call.keys == (run.qk.active, run.qk.messages, run.qk.lost, run.qk.completed, run.qk.stats, run.qk.done,
-                         run.qk.leased)
+                         run.qk.leased, run.qk.waiters)
     # now, tombstone window, tombstone cap, then (member, retain-until 0: delete now, no envelope)
-    assert call.args == (NOW_MS, 1234, 99, "t1:7", 0, "")
+    assert call.args == (NOW_MS, 1234, 99, "t1:7", 0, "", 0)  # ..., unique lock index 0: none
 
 
 def test_complete_with_retention_keeps_result_and_completer(registry: Registry) -> None:
@@ -83,7 +83,7 @@ def test_complete_with_retention_keeps_result_and_completer(registry: Registry) 
     run = delivery(registry, "shop.keep")
     s.complete(run, {"total": 3})
     [call] = s.calls()
-    member, keep_until, env = call.args[3:]
+    member, keep_until, env, _ = call.args[3:]
     assert (member, keep_until) == ("t1:7", NOW_MS + 60_000)
     stored = decode(env)
     assert (stored.result, stored.completed_by, stored.payload) == ({"total": 3}, "shop/w-1", {"n": 1})
@@ -103,7 +103,7 @@ def test_completions_are_one_ack_call_per_queue(registry: Registry) -> None:
     s.complete(delivery(registry, task_id="c"), None)
     calls = s.calls()
     assert [c.script for c in calls] == [protocol.ACK, protocol.ACK]
-    by_queue = {c.keys[0]: [c.args[i] for i in range(3, len(c.args), 3)] for c in calls}
+    by_queue = {c.keys[0]: [c.args[i] for i in range(3, len(c.args), 4)] for c in calls}
     assert by_queue == {"shop:{shop:default}:active": ["a:7", "c:7"], "shop:{shop:critical}:active": ["b:7"]}
 
 
@@ -170,7 +170,7 @@ def test_calls_put_retries_and_archives_before_acks_in_the_order_they_came(regis
     s.fail(delivery(registry, task_id="a1"), SkipRetry("no"))
     s.complete(delivery(registry, task_id="ok2"), None)
     calls = s.calls()
-    assert [(c.script.name, c.args[0] if c.script is not protocol.ACK else c.args[3::3]) for c in calls] == [
+    assert [(c.script.name, c.args[0] if c.script is not protocol.ACK else c.args[3::4]) for c in calls] == [
         ("retry", "r1:7"), ("archive", "a1:7"), ("ack", ("ok1:7", "ok2:7"))]
     assert s.calls() == calls, "outcomes stay queued until a round trip succeeds"
 
@@ -199,6 +199,6 @@ def test_a_failed_round_trip_keeps_everything_for_the_next(registry: Registry) -
     # The worker's round trip raised: apply() was never called; the next calls() still holds the ack.
     s.complete(delivery(registry, task_id="ok2"), None)
     [again] = s.calls()
-    assert again.args[3::3] == ("ok1:7", "ok2:7") and first[0].args[3::3] == ("ok1:7",)
+    assert again.args[3::4] == ("ok1:7", "ok2:7") and first[0].args[3::4] == ("ok1:7",)
     s.apply([again], [[]])
     assert s.stats["processed"] == 2

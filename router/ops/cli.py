@@ -87,7 +87,11 @@ def _with_logs(func: F) -> F:
               help="Directory to import service code from (default: the registry file's directory).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: one `file:line:col: message` per problem and a summary; json: {valid, problems}.")
-def validate(path: str | None, import_apps: bool, app_dir: str | None, output_format: str) -> None:
+@click.option("--allow-dir", "allow_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Also let includes and payload $refs use files under DIR (repeatable; env ROUTER_REGISTRY_ROOTS "
+                   "adds more). By default they must be under the registry file's directory.")
+def validate(path: str | None, import_apps: bool, app_dir: str | None, output_format: str,
+             allow_dirs: tuple[str, ...]) -> None:
     """Check the registry at PATH (default: $ROUTER_REGISTRY, else ./services.yaml) and the files it includes.
 
     Exit codes: 0 the registry is valid; 1 it is invalid (every problem is printed, with file, line and
@@ -96,7 +100,7 @@ def validate(path: str | None, import_apps: bool, app_dir: str | None, output_fo
     path = path or DEFAULT_REGISTRY
     if os.path.isdir(path):
         raise click.BadParameter(f"{path!r} is a directory; give the registry file", param_hint="PATH")
-    report = validate_registry(path, import_apps=import_apps, app_dir=app_dir)
+    report = validate_registry(path, import_apps=import_apps, app_dir=app_dir, roots=allow_dirs)
     if output_format == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -45,10 +45,10 @@ def _when(ms: int | None, tz: str) -> str:
 def render(status: FleetStatus) -> list[str]:
     """The text form: queues by state, live workers, live schedulers, cron entries."""
     states = [s.value for s in TaskState]
-    lines = [f"{'service':<14}{'queue':<14}" + "".join(f"{s:>11}" for s in states)]
+    lines = [f"{'service':<14}{'queue':<14}" + "".join(f"{s:>12}" for s in states)]
     for q in status.queues:
         flags = (" (paused)" if q.paused else "") + (f" {BACKLOG_NO_WORKER}" if q.backlog_no_worker else "")
-        lines.append(f"{q.service:<14}{q.queue:<14}" + "".join(f"{q.sizes[s]:>11}" for s in states) + flags)
+        lines.append(f"{q.service:<14}{q.queue:<14}" + "".join(f"{q.sizes[s]:>12}" for s in states) + flags)
     lines.append(f"\n{len(status.workers)} live worker(s)")
     for w in status.workers:
         lines.append(f"  {w.get('service')!s:<12} {w.get('id')}  pid {w.get('pid')}  concurrency "

@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from router.clock import Clock, system_clock
-from router.errors import BrokerError, EnqueueOutcomeUnknown, TaskIdConflict
+from router.errors import BrokerError, DuplicateTask, EnqueueOutcomeUnknown, TaskIdConflict
 from router.producer.guard import Guard, Route
 from router.producer.liveguard import LiveHandlers
 from router.registry.model import Registry
@@ -51,37 +51,44 @@ def _prepare(guard: Guard, items: Iterable[BulkItem]) -> _Batch:
     groups: dict[QueueKeys, list[int]] = {}
     for i, route in enumerate(routes):
         groups.setdefault(route.keys, []).append(i)
-    calls = [protocol.enqueue(qk, [_item(routes[i]) for i in idx]) for qk, idx in groups.items()]
+    calls = [protocol.enqueue(qk, [routes[i].item() for i in idx]) for qk, idx in groups.items()]
     return _Batch(routes, calls, list(groups.values()))
 
 
-def _item(route: Route) -> tuple[str, bytes, int]:
-    return (route.task_id, route.envelope, route.run_at_ms)
-
-
 def _single(route: Route) -> _Batch:
-    return _Batch([route], [protocol.enqueue(route.keys, [_item(route)])], [[0]])
+    return _Batch([route], [protocol.enqueue(route.keys, [route.item()])], [[0]])
 
 
 def _finish(batch: _Batch, replies: Sequence[Any], retried: bool = False) -> list[TaskInfo]:
-    """TaskInfos for the batch, or TaskIdConflict. After a retry, a conflict on an id the client generated can
-    only be its own earlier attempt, which landed (and may even have run already): that is success."""
+    """TaskInfos for the batch, or the first refusal in item order (``TaskIdConflict``, ``DuplicateTask``) carrying
+    the others, which were enqueued. After a retry, a conflict on an id the client generated can only be its own
+    earlier attempt, which landed (and may even have run already): that is success."""
     infos: list[TaskInfo] = []
-    conflicts: list[Route] = []
-    outcome: dict[int, int] = {}
+    refused: list[tuple[Route, str | None]] = []  # (route, the lock holder of a duplicate, or None: an id conflict)
+    outcome: dict[int, tuple[int, str]] = {}
     for idx, reply in zip(batch.slots, replies):
-        for i, code in zip(idx, protocol.parse_enqueue(reply)):
-            outcome[i] = code
+        for i, result in zip(idx, protocol.parse_enqueue(reply)):
+            outcome[i] = result
     for i, route in enumerate(batch.routes):
-        if outcome[i] == protocol.ENQUEUE_CONFLICT and not (retried and route.generated_id):
-            conflicts.append(route)
+        code, holder = outcome[i]
+        if code == protocol.ENQUEUE_CONFLICT and not (retried and route.generated_id):
+            refused.append((route, None))
+        elif code == protocol.ENQUEUE_DUPLICATE:
+            refused.append((route, holder))
         else:
-            state = TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
-            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, state))
-    if conflicts:
-        first = conflicts[0]
-        raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
+            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, _state_of(route)))
+    if refused:
+        first, lock_holder = refused[0]
+        if lock_holder is None:
+            raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
+        raise DuplicateTask(first.task_type, lock_holder, first.service, first.queue, infos)
     return infos
+
+
+def _state_of(route: Route) -> TaskState:
+    if route.group is not None:
+        return TaskState.AGGREGATING
+    return TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
 
 
 def _heartbeats_unreadable(cause: BaseException) -> BrokerError:

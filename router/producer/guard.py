@@ -8,7 +8,6 @@ The sync and asyncio clients both call it; compiled payload validators and queue
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,14 +17,23 @@ from jsonschema.protocols import Validator
 
 from router.clock import Clock, system_clock
 from router.errors import InvalidOption, PayloadInvalid, PayloadTooLarge, UnknownTaskType, Violation
+from router.producer import options
 from router.registry.fastcheck import Check, compile_fast
 from router.registry.model import Registry, TaskSpec
-from router.registry.payloads import payload_validator, payload_violations, thaw
-from router.storage.envelope import MAX_RETRY_LIMIT, MAX_TIMEOUT_S, encode_new, encode_payload
+from router.registry.payloads import (
+    SchemaEvaluationError,
+    evaluation_failure,
+    payload_validator,
+    payload_violations,
+    thaw,
+)
+from router.storage.envelope import encode_new, encode_payload
 from router.storage.keys import QueueKeys, queue_keys
+from router.storage.protocol import EnqueueItem, GroupJoin, UniqueLock
 from router.storage.taskids import check_task_id, new_task_id
 
-ENQUEUE_OPTIONS = frozenset({"queue", "max_retry", "timeout_s", "task_id", "process_in", "process_at"})
+ENQUEUE_OPTIONS = frozenset({"queue", "max_retry", "timeout_s", "task_id", "process_in", "process_at", "deadline",
+                             "unique_key", "group"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,12 @@ class Route:
     envelope: bytes  # UTF-8, as stored
     run_at_ms: int = 0  # 0: run now; otherwise the task waits in the scheduled set until then
     generated_id: bool = True  # False when the caller chose the id
+    unique: UniqueLock | None = None  # the lock a unique task takes
+    group: GroupJoin | None = None  # the group an aggregated task joins
+
+    def item(self) -> EnqueueItem:
+        """What the enqueue script stores for this route."""
+        return EnqueueItem(self.task_id, self.envelope, self.run_at_ms, self.unique, self.group)
 
 
 @dataclass(frozen=True)
@@ -70,18 +84,23 @@ class Guard:
         task_id: str | None = None,
         process_in: float | None = None,
         process_at: float | datetime | None = None,
+        deadline: float | datetime | None = None,
+        unique_key: str | None = None,
+        group: str | None = None,
     ) -> Route:
         """Check one enqueue and encode it; raises a GuardError subclass saying what to fix.
 
         ``process_in`` (seconds from now) or ``process_at`` (a timezone-aware datetime, or seconds since the epoch)
-        delays the task; a time already past runs it at once.
+        delays the task; a time already past runs it at once. ``deadline`` (same forms) archives the task as
+        ``deadline_exceeded`` if it has not finished by then. ``unique_key`` names a unique task's lock instead of
+        its payload; ``group`` is the group an aggregated task joins (see :mod:`router.producer.options`).
         """
         compiled = self._compiled.get(task_type) or self._compile(task_type)
         spec = compiled.spec
         keys = compiled.keys if queue is None or queue == spec.queue else self._override_queue(spec, queue)
         extra: dict[str, Any] | None = None
         if max_retry is not None or timeout_s is not None:
-            extra = self._overrides(max_retry, timeout_s)
+            extra = options.overrides(max_retry, timeout_s)
         generated = task_id is None
         if task_id is None:
             task_id = new_task_id()
@@ -93,28 +112,30 @@ class Guard:
         if not isinstance(payload, Mapping):
             got = type(payload).__name__
             raise PayloadInvalid(task_type, [Violation("$", f"payload must be an object, got {got}")])
-        try:
-            fast = compiled.fast
-            if not (fast is not None and fast(payload)) and not compiled.validator.is_valid(payload):
-                raise PayloadInvalid(task_type, payload_violations(spec, payload))
-            payload_json = encode_payload(payload)
-        except (TypeError, ValueError) as exc:
-            raise PayloadInvalid(task_type, [Violation("$", f"not representable as JSON: {exc}")]) from None
-        except RecursionError:
-            raise PayloadInvalid(task_type, [Violation("$", "nested too deeply to encode")]) from None
+        self._validate(compiled, task_type, payload)
+        payload_json = _encode(task_type, payload)
         limit = self.registry.max_payload_bytes
         if len(payload_json) * 4 > limit:  # cheap bound first: UTF-8 is at most 4 bytes a character
             size = len(payload_json.encode("utf-8", "surrogatepass"))
             if size > limit:
                 raise PayloadTooLarge(task_type, size, limit)
         now_s = self._clock()
-        run_at_ms = 0 if process_in is None and process_at is None else _run_at_ms(now_s, process_in, process_at)
+        delayed = process_in is not None or process_at is not None
+        run_at_ms = options.run_at_ms(now_s, process_in, process_at) if delayed else 0
+        unique = group_join = None
+        if spec.unique_s is not None or spec.aggregate is not None or unique_key or group or deadline is not None:
+            unique = options.unique_lock(spec, keys, payload_json, unique_key)
+            group_join = options.group_join(spec, keys, group, delayed)
+            extra = options.extra_fields(
+                extra, dl=options.deadline_ms(now_s, deadline) if deadline is not None else None,
+                u=unique.digest if unique is not None and unique.until_finished else None, g=group)
         try:
             envelope = encode_new(task_type, payload_json, int(now_s * 1000), extra).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate in a string: valid Python, not valid Unicode text
             raise PayloadInvalid(task_type, [Violation("$", "a string holds a lone UTF-16 surrogate, which is not "
                                                             "valid Unicode; fix how the text was decoded")]) from None
-        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms, generated)
+        return Route(task_id, task_type, spec.service, keys.queue, keys, envelope, run_at_ms, generated, unique,
+                     group_join)
 
     def route_options(self, task_type: str, payload: Mapping[str, Any], options: Mapping[str, Any]) -> Route:
         """:meth:`route` with options from a mapping; an unknown option is an InvalidOption, not a TypeError."""
@@ -123,6 +144,24 @@ class Guard:
             name = sorted(unknown)[0]
             raise InvalidOption(name, f"no such enqueue option; use {', '.join(sorted(ENQUEUE_OPTIONS))}")
         return self.route(task_type, payload, **options)
+
+    @staticmethod
+    def _validate(compiled: _Compiled, task_type: str, payload: Mapping[str, Any]) -> None:
+        """Raise PayloadInvalid unless ``payload`` matches the schema; a validator that fails on its own instead of
+        deciding (a schema that recurses without end, an unresolvable reference, arithmetic that overflows) is a
+        PayloadInvalid too, never a raw exception out of ``enqueue``."""
+        try:
+            fast = compiled.fast
+            if (fast is not None and fast(payload)) or compiled.validator.is_valid(payload):
+                return
+            violations = payload_violations(compiled.spec, payload)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # SchemaEvaluationError, or what the validator raised (rpds panics included)
+            _encode(task_type, payload)  # a payload JSON cannot carry is the likelier cause, and the better message
+            message = str(exc) if isinstance(exc, SchemaEvaluationError) else evaluation_failure(exc)
+            raise PayloadInvalid(task_type, [Violation("$", f"the payload schema {message}")]) from None
+        raise PayloadInvalid(task_type, violations)
 
     def _compile(self, task_type: str) -> _Compiled:
         spec = self.registry.tasks.get(task_type)
@@ -151,41 +190,12 @@ class Guard:
             )
         return self._keys(spec.service, queue)
 
-    @staticmethod
-    def _overrides(max_retry: int | None, timeout_s: float | None) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if max_retry is not None:
-            is_int = isinstance(max_retry, int) and not isinstance(max_retry, bool)
-            if not is_int or not 0 <= max_retry <= MAX_RETRY_LIMIT:
-                raise InvalidOption("max_retry", f"must be an integer from 0 to {MAX_RETRY_LIMIT}, got {max_retry!r}")
-            extra["r"] = max_retry
-        if timeout_s is not None:
-            ok = isinstance(timeout_s, (int, float)) and not isinstance(timeout_s, bool)
-            if not ok or not math.isfinite(timeout_s) or not 0 < timeout_s < MAX_TIMEOUT_S:
-                raise InvalidOption("timeout_s", f"must be a positive number of seconds below {MAX_TIMEOUT_S:g}, "
-                                                 f"got {timeout_s!r}")
-            extra["to"] = timeout_s
-        return extra
 
-
-def _run_at_ms(now_s: float, process_in: float | None, process_at: float | datetime | None) -> int:
-    """When a delayed task should run (ms since the epoch), or 0 for "now"; refuses contradictory delays."""
-    if process_in is not None and process_at is not None:
-        raise InvalidOption("process_in", "give process_in or process_at, not both")
-    if process_in is not None:
-        if not _is_number(process_in) or not math.isfinite(process_in) or process_in < 0:
-            raise InvalidOption("process_in", f"must be a finite number of seconds >= 0, got {process_in!r}")
-        at_s = now_s + process_in
-    elif isinstance(process_at, datetime):
-        if process_at.tzinfo is None or process_at.utcoffset() is None:
-            raise InvalidOption("process_at", "a naive datetime is ambiguous; give one with a tzinfo (e.g. UTC)")
-        at_s = process_at.timestamp()
-    else:
-        if not _is_number(process_at) or not math.isfinite(process_at):  # type: ignore[arg-type]
-            raise InvalidOption("process_at", f"must be an aware datetime or epoch seconds, got {process_at!r}")
-        at_s = float(process_at)  # type: ignore[arg-type]
-    return int(at_s * 1000) if at_s > now_s else 0
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _encode(task_type: str, payload: Mapping[str, Any]) -> str:
+    """The payload's JSON text, or PayloadInvalid saying why JSON cannot carry it."""
+    try:
+        return encode_payload(payload)
+    except (TypeError, ValueError) as exc:
+        raise PayloadInvalid(task_type, [Violation("$", f"not representable as JSON: {exc}")]) from None
+    except RecursionError:
+        raise PayloadInvalid(task_type, [Violation("$", "nested too deeply to encode")]) from None

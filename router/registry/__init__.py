@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from router.registry.loader import load
-from router.registry.model import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, SourceLocation, TaskSpec
+from router.registry.model import (
+    AggregateSpec,
+    CronSpec,
+    PriorityMode,
+    QueueSpec,
+    Registry,
+    ServiceSpec,
+    SourceLocation,
+    TaskSpec,
+    UniquePolicy,
+)
 
-__all__ = ["CronSpec", "PriorityMode", "QueueSpec", "Registry", "ServiceSpec", "SourceLocation", "TaskSpec", "load"]
+__all__ = ["AggregateSpec", "CronSpec", "PriorityMode", "QueueSpec", "Registry", "ServiceSpec", "SourceLocation",
+           "TaskSpec", "UniquePolicy", "load"]

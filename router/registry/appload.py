@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from router.errors import AppLoadError, Problem
-from router.registry.docschema import suggest
+from router.registry.messages import suggest
 from router.registry.model import Registry, ServiceSpec, SourceLocation
 from router.service import Service
 

@@ -17,8 +17,9 @@ from croniter.croniter import CroniterBadDateError
 
 from router.errors import Problem
 from router.names import name_problem
+from router.quoting import quote
 from router.registry import payloads, values
-from router.registry.docschema import suggest
+from router.registry.messages import suggest
 from router.registry.model import CatchUp, CronSpec, TaskSpec
 from router.registry.yamlsource import Path, YamlDocument
 
@@ -30,6 +31,8 @@ class CronEntries:
         self.problems = problems
         self.tasks = tasks
         self.bad_schema = bad_schema
+        # "did you mean" per unknown task type: aliases can repeat one entry thousands of times.
+        self.task_hints: dict[str, str] = {}
 
     def name_check(self, doc: YamlDocument, path: Path, message: str | None, code: str = "name-invalid") -> None:
         if message is not None:
@@ -47,7 +50,7 @@ class CronEntries:
                     continue
                 if spec.name in names:
                     first = names[spec.name].location or "unknown location"
-                    self.problems.append(doc.problem(("cron", i, "name"), f"cron entry {spec.name!r} is declared "
+                    self.problems.append(doc.problem(("cron", i, "name"), f"cron entry {quote(spec.name)} is declared "
                                          f"twice (first at {first}); cron names must be unique, rename one",
                                          "duplicate-cron"))
                     continue
@@ -68,16 +71,31 @@ class CronEntries:
         self.name_check(doc, (*path, "timezone"), values.timezone_problem(timezone), "cron-timezone")
         owner = self.tasks.get(task)
         if owner is None:
-            self.problems.append(doc.problem((*path, "task"), f"cron entry {name!r} enqueues unknown task type "
-                                 f"{task!r}{suggest(task, self.tasks)}; declare it under a service's `tasks:` or "
-                                 "fix the name", "cron-unknown-task"))
+            hint = self.task_hints.get(task)
+            if hint is None:
+                hint = self.task_hints[task] = suggest(task, self.tasks)
+            self.problems.append(doc.problem((*path, "task"), f"cron entry {quote(name)} enqueues unknown task type "
+                                 f"{quote(task)}{hint}; declare it under a service's `tasks:` or fix the name",
+                                 "cron-unknown-task"))
         elif task not in self.bad_schema:
-            for violation in payloads.payload_validator(owner).iter_errors(payload):
-                self.problems.append(doc.problem((*path, "payload", *violation.absolute_path),
-                                     f"cron entry {name!r}: payload does not match the schema of {task!r}: "
-                                     f"{violation.message}", "cron-payload"))
+            self.payload_check(doc, path, name, owner, payload)
         return CronSpec(name=name, task=task, spec=spec, timezone=timezone, payload=payloads.freeze(payload),
                         catch_up=CatchUp(catch_up), location=doc.location(path))
+
+
+    def payload_check(self, doc: YamlDocument, path: Path, name: str, owner: TaskSpec, payload: Any) -> None:
+        """Report each way ``payload`` violates ``owner``'s schema. Safe on its own, whatever the schema: the load
+        normally refuses a schema that cannot be evaluated before this runs, but this check does not rely on it."""
+        try:
+            violations = payloads.validation_errors(payloads.payload_validator(owner), payload)
+        except payloads.SchemaEvaluationError as exc:
+            self.problems.append(doc.problem((*path, "payload"), f"cron entry {quote(name)}: the schema of "
+                                 f"{quote(owner.type)} {exc}; fix that schema", "cron-payload"))
+            return
+        for violation in violations:
+            self.problems.append(doc.problem((*path, "payload", *violation.absolute_path),
+                                 f"cron entry {quote(name)}: payload does not match the schema of "
+                                 f"{quote(owner.type)}: {payloads.bounded(violation.message)}", "cron-payload"))
 
 
 #: Where :func:`spec_problem` starts looking for a first fire (any fixed date does: it only asks "ever?").

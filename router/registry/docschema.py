@@ -7,12 +7,11 @@ what would be accepted. The schema ships as package data and its validators are 
 
 from __future__ import annotations
 
-import copy
-import difflib
 import json
 from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
+from itertools import islice
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -20,7 +19,14 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
 from router.errors import Problem
+from router.quoting import quote
+from router.registry.messages import suggest, where
+from router.registry.payloads import bounded
 from router.registry.yamlsource import Path, YamlDocument
+
+# Violations taken from one validation: past this many, a file has bigger problems than the next one, and every
+# violation costs memory (jsonschema keeps the instance, its path and a message quoting it).
+MAX_VIOLATIONS = 1000
 
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "empty"}
@@ -36,24 +42,11 @@ def services_schema() -> Mapping[str, Any]:
 
 
 @cache
-def _validators() -> tuple[Validator, Validator, Validator, Mapping[str, Validator] | None]:
-    """Validators for a root file and an included one (both skipping task bodies), for a task body, and for
-    each property of a task body.
-
-    Task bodies are checked separately and memoised: a fleet repeats the same few values thousands of times,
-    and jsonschema costs tens of microseconds per task. Local refs are inlined first, since resolving a "$ref"
-    costs jsonschema more than checking the value it names.
-    """
-    schema = services_schema()
-    skeleton = copy.deepcopy(dict(schema))
-    skeleton["$defs"]["service"]["properties"]["tasks"]["additionalProperties"] = True
-    outline = _inline_refs(skeleton, skeleton, 0)
-    task = _inline_refs(schema["$defs"]["task"], schema, 0)
-    # Per-property checking is exact only while the task schema is a plain object of independent properties.
-    independent = set(task) <= {"type", "additionalProperties", "properties", "description"}
-    by_property = {k: Draft202012Validator(v) for k, v in task["properties"].items()} if independent else None
-    return (Draft202012Validator(outline), Draft202012Validator(outline["$defs"]["fragment"]),
-            Draft202012Validator(task), by_property)
+def _schemas() -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """The schemas of a root file and of an included one, local refs inlined (resolving a "$ref" costs jsonschema
+    more than checking the value it names)."""
+    outline = _inline_refs(services_schema(), services_schema(), 0)
+    return outline, outline["$defs"]["fragment"]
 
 
 def _inline_refs(node: Any, root: Mapping[str, Any], depth: int) -> Any:
@@ -70,67 +63,120 @@ def _inline_refs(node: Any, root: Mapping[str, Any], depth: int) -> Any:
     return node
 
 
-def schema_problems(doc: YamlDocument, *, included: bool) -> list[Problem]:
-    """Every violation of the services schema in ``doc`` (an included file follows ``$defs/fragment``)."""
-    root, fragment, task_validator, by_property = _validators()
-    validator = fragment if included else root
-    found: list[tuple[Path, ValidationError]] = [((), e) for e in validator.iter_errors(doc.data)]
-    memo: dict[str, list[ValidationError]] = {}
-    for base, task in _tasks(doc.data):
-        if by_property is not None and type(task) is dict and all(k in by_property for k in task):
-            for key, value in task.items():
-                found += [((*base, key), e) for e in _memo_errors(by_property[key], key, value, memo)]
-        else:
-            found += [(base, e) for e in _memo_errors(task_validator, "", task, memo)]
-    problems: list[Problem] = []
+def schema_problems(doc: YamlDocument, *, included: bool, out: list[Problem]) -> None:
+    """Append every violation of the services schema in ``doc`` to ``out`` (an included file follows
+    ``$defs/fragment``), as it is found: ``out`` may stop the load when it is full."""
+    root, fragment = _schemas()
+    found = islice(_Walker().errors(fragment if included else root, doc.data, ()), MAX_VIOLATIONS)
     seen: set[tuple[Path, str]] = set()
     for base, error in found:
         for problem_path, message, code, on_key in _describe(error, included, base):
             if (problem_path, message) not in seen:
                 seen.add((problem_path, message))
-                problems.append(doc.problem(problem_path, message, code, key=on_key))
-    return problems
+                out.append(doc.problem(problem_path, message, code, key=on_key))
 
 
-def _memo_errors(validator: Validator, name: str, value: Any, memo: dict[str, list[ValidationError]]) -> \
-        list[ValidationError]:
-    # A payload is a schema of its own, checked later; here only its type matters.
-    if name == "payload" and type(value) is dict:
-        value = {}
-    elif not name and type(value) is dict and type(value.get("payload")) is dict:
-        value = {**value, "payload": {}}
-    key = f"{name}\0{json.dumps(value, sort_keys=True, default=repr)}"
-    errors = memo.get(key)
-    if errors is None:
-        errors = memo[key] = list(validator.iter_errors(value))
-    return errors
+# Validators of schema nodes, by id(): the schemas are cached for the process, so their ids are stable.
+_LEAF: dict[int, Validator] = {}
+_SHALLOW: dict[int, Validator] = {}
 
 
-def _tasks(data: Any) -> Iterator[tuple[Path, Any]]:
-    services = data.get("services") if isinstance(data, dict) else None
-    for name, service in (services.items() if isinstance(services, dict) else ()):
-        tasks = service.get("tasks") if isinstance(service, dict) else None
-        for task_type, task in (tasks.items() if isinstance(tasks, dict) else ()):
-            yield ("services", name, "tasks", task_type), task
+class _Walker:
+    """jsonschema over one file, one mapping entry or list item at a time, each distinct value checked once.
 
+    Checking a whole file in one jsonschema call costs it microseconds per node, and YAML aliases can repeat one
+    service, task or queue list thousands of times. So mappings and lists are split: their own keywords (type,
+    unknown and required keys, length) are checked on their own, and their entries recursively, with results
+    memoised by value for scalars and by identity or key set for containers (an alias is the same object). The
+    verdicts are jsonschema's, and ``uniqueItems`` is checked in linear time (jsonschema's falls back to comparing
+    every pair when items do not sort).
+    """
 
-def where(path: Path) -> str:
-    """A YAML-ish rendering of a path: ``services.email.tasks['email.welcome'].queue``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part and all(c.isalnum() or c in "_-" for c in part):
-            out += f".{part}" if out else part
+    def __init__(self) -> None:
+        self.memo: dict[tuple[Any, ...], list[ValidationError]] = {}
+
+    def errors(self, schema: Any, value: Any, path: Path) -> Iterator[tuple[Path, ValidationError]]:
+        """(path of the validated value, error relative to it) for every violation of ``schema`` by ``value``."""
+        if not isinstance(schema, Mapping):
+            return
+        if "if" in schema and set(schema) <= {"if", "then", "else", "description"}:
+            branch = schema.get("then" if not self.leaf(schema["if"], value) else "else", True)
+            yield from self.errors(branch, value, path)
+            return
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        if type(value) is dict and (properties or isinstance(extra, Mapping)):
+            yield from ((path, e) for e in self.shallow(schema, value, ("dict", frozenset(value))))
+            for key, item in value.items():
+                sub = properties.get(key, extra)
+                if isinstance(sub, Mapping):
+                    yield from self.entry(sub, item, (*path, key))
+        elif type(value) is list and isinstance(schema.get("items"), Mapping):
+            yield from ((path, e) for e in self.shallow(schema, value, ("list", len(value), id(value))))
+            items = schema["items"]
+            for i, item in enumerate(value):
+                yield from self.entry(items, item, (*path, i))
         else:
-            out += f"[{part!r}]"
-    return out or "the top level"
+            yield from ((path, e) for e in self.leaf(schema, value))
+
+    def entry(self, schema: Mapping[str, Any], value: Any, path: Path) -> Iterator[tuple[Path, ValidationError]]:
+        """:meth:`errors` for one entry, without a generator per scalar (a list can hold 10^5 of them)."""
+        if type(value) in (dict, list) or "if" in schema:
+            return self.errors(schema, value, path)
+        return iter([(path, e) for e in self.leaf(schema, value)])
+
+    def leaf(self, schema: Mapping[str, Any], value: Any) -> list[ValidationError]:
+        key = (id(schema), id(value)) if isinstance(value, (dict, list)) else (id(schema), type(value), value)
+        found = self.memo.get(key)
+        if found is None:
+            validator = _LEAF.get(id(schema))
+            if validator is None:
+                validator = _LEAF[id(schema)] = Draft202012Validator(schema)
+            found = self.memo[key] = list(islice(validator.iter_errors(value), MAX_VIOLATIONS))
+        return found
+
+    def shallow(self, schema: Mapping[str, Any], value: Any, shape: tuple[Any, ...]) -> list[ValidationError]:
+        """The errors of ``schema``'s own keywords (not its entries'), for a value of this ``shape``."""
+        key = (id(schema), *shape)
+        found = self.memo.get(key)
+        if found is None:
+            validator = _SHALLOW.get(id(schema))
+            if validator is None:
+                own = {k: v for k, v in schema.items() if k not in ("items", "uniqueItems")}
+                if "properties" in own:
+                    own["properties"] = dict.fromkeys(own["properties"], True)
+                if isinstance(own.get("additionalProperties"), Mapping):
+                    own["additionalProperties"] = True
+                validator = _SHALLOW[id(schema)] = Draft202012Validator(own)
+            found = list(islice(validator.iter_errors(value), MAX_VIOLATIONS))
+            if schema.get("uniqueItems") is True and type(value) is list:
+                found += _duplicates(schema, value)
+            self.memo[key] = found
+        return found
 
 
-def suggest(name: str, candidates: Any) -> str:
-    """' (did you mean X?)' when ``name`` is close to one of ``candidates``, else ''."""
-    close = difflib.get_close_matches(name, [str(c) for c in candidates], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _duplicates(schema: Mapping[str, Any], items: list[Any]) -> list[ValidationError]:
+    """``uniqueItems`` in linear time: items compared by their canonical JSON (1 and 1.0 equal, true and 1 not)."""
+    seen: set[str] = set()
+    for item in items:
+        canonical = json.dumps(_unbool(item), sort_keys=True, default=repr)
+        if canonical in seen:
+            return [ValidationError(f"{quote(item)} is listed more than once; list each only once",
+                                    validator="uniqueItems", validator_value=True, instance=items, schema=schema)]
+        seen.add(canonical)
+    return []
+
+
+def _unbool(item: Any) -> Any:
+    if isinstance(item, bool):
+        return f"\0{item}"
+    if isinstance(item, float) and item.is_integer():
+        return int(item)
+    if isinstance(item, dict):
+        return {k: _unbool(v) for k, v in item.items()}
+    if isinstance(item, list):
+        return [_unbool(v) for v in item]
+    return item
 
 
 def _describe(error: ValidationError, included: bool, base: Path) -> Iterator[tuple[Path, str, str, bool]]:
@@ -145,30 +191,32 @@ def _describe(error: ValidationError, included: bool, base: Path) -> Iterator[tu
         for key in instance:
             if key not in allowed:
                 extra = " (included files may hold only include, services and cron)" if included and not path else ""
-                yield ((*path, key), f"unknown key {key!r} in {here}{suggest(key, allowed)}; allowed keys: "
+                yield ((*path, key), f"unknown key {quote(key)} in {here}{suggest(key, allowed)}; allowed keys: "
                        f"{', '.join(allowed)}{extra}", "unknown-key", True)
     elif kind == "required" and isinstance(instance, Mapping):
         missing = [k for k in value if k not in instance]
-        message = f"{here} is missing required key(s) {', '.join(map(repr, missing))}; add them"
+        message = f"{here} is missing required key(s) {', '.join(map(quote, missing))}; add them"
         yield path, message, "schema-required", False
     elif kind == "type":
         types = value if isinstance(value, list) else [value]
         wanted = " or ".join(_TYPE_NAMES.get(t) or str(t) for t in types)
-        yield path, f"{here} must be {wanted}, not {_kind(instance)}", "schema-type", False
+        # The top level of a file that is not a mapping is not a registry at all: say what it is, not what it says.
+        shown = _kind(instance) if path else _kind_only(instance)
+        yield path, f"{here} must be {wanted}, not {shown}", "schema-type", False
     elif kind in _RANGE:
-        yield path, f"{here} must be {_RANGE[kind]} {value}, got {instance!r}", "schema-range", False
+        yield path, f"{here} must be {_RANGE[kind]} {value}, got {quote(instance)}", "schema-range", False
     elif kind == "const":
         hint = " (the only registry format so far)" if path == ("version",) else ""
-        yield path, f"{here} must be {value!r}{hint}, got {instance!r}", "schema-value", False
+        yield path, f"{here} must be {quote(value)}{hint}, got {quote(instance)}", "schema-value", False
     elif kind == "enum":
-        options = ", ".join(map(repr, value))
-        yield path, f"{here} must be one of {options}, got {instance!r}{suggest(str(instance), value)}", \
+        options = ", ".join(map(quote, value))
+        yield path, f"{here} must be one of {options}, got {quote(instance)}{suggest(instance, value)}", \
             "schema-value", False
     elif kind == "pattern" and path and path[-1] == "app":
-        yield path, f"app must look like 'package.module:attribute' (a router.Service), got {instance!r}", \
+        yield path, f"app must look like 'package.module:attribute' (a router.Service), got {quote(instance)}", \
             "schema-value", False
     else:
-        yield path, f"{here}: {error.message}", "schema-value", False
+        yield path, f"{here}: {bounded(error.message)}", "schema-value", False
 
 
 def _kind(instance: Any) -> str:
@@ -180,6 +228,10 @@ def _kind(instance: Any) -> str:
         return "a mapping"
     if isinstance(instance, list):
         return "a list"
-    text = repr(instance)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{type(instance).__name__ if not isinstance(instance, str) else 'the string'} {text}"
+    return f"{type(instance).__name__ if not isinstance(instance, str) else 'the string'} {quote(instance, 40)}"
+
+
+def _kind_only(instance: Any) -> str:
+    if isinstance(instance, (str, int, float)) and not isinstance(instance, bool):
+        return {str: "a string", int: "a number", float: "a number"}[type(instance)]
+    return _kind(instance)

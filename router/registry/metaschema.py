@@ -40,7 +40,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _is_count(v: Any) -> bool:
-    return _is_number(v) and float(v).is_integer() and v >= 0
+    # No float() of an int: a 400-digit count is a count (too large for a float, and jsonschema agrees).
+    return _is_number(v) and (isinstance(v, int) or v.is_integer()) and v >= 0
 
 
 def _is_string_array(v: Any) -> bool:

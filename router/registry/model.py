@@ -49,6 +49,28 @@ class QueueSpec:
     weight: int = 1
 
 
+class UniquePolicy(str, Enum):
+    """How long a unique task's lock refuses duplicates."""
+
+    #: For ``unique_s`` seconds after the enqueue, whatever happens to the task.
+    TTL = "ttl"
+    #: Until the task completes, is archived or cancelled (``unique_s`` then only bounds a lock whose task was lost).
+    UNTIL_FINISHED = "until_finished"
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """Group aggregation: members wait in their group until a bound is reached, then one ``into`` task gets them."""
+
+    into: str
+    #: Flush a group once no member has joined it for this long.
+    grace_s: float
+    #: Flush a group once its oldest member has waited this long.
+    max_delay_s: float
+    #: Flush a group as soon as it holds this many members.
+    max_size: int
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A task type: its owner, queue, payload schema and failure policy."""
@@ -60,7 +82,9 @@ class TaskSpec:
     max_retry: int = 25
     timeout_s: float = 1800.0
     unique_s: float | None = None
+    unique_policy: UniquePolicy = UniquePolicy.TTL
     retention_s: float | None = None
+    aggregate: AggregateSpec | None = None
     location: SourceLocation | None = field(default=None, compare=False)
 
 
@@ -109,6 +133,7 @@ class Registry:
     cron: tuple[CronSpec, ...] = ()
     redis_url: str = "redis://localhost:6379/0"
     max_payload_bytes: int = 512 * 1024
+    max_result_bytes: int = 1024 * 1024
     path: str = "<memory>"
 
     def service(self, name: str) -> ServiceSpec:

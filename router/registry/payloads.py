@@ -13,6 +13,7 @@ import json
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
+from itertools import islice
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from router.errors import Violation
+from router.quoting import quote
 from router.registry.model import TaskSpec
 
 _cache: dict[int, Validator] = {}
@@ -109,9 +111,60 @@ def payload_validator(spec: TaskSpec) -> Validator:
 
 
 def payload_violations(spec: TaskSpec, payload: Any) -> list[Violation]:
-    """Every violation of ``spec``'s payload schema by ``payload``, most relevant first; empty when valid."""
-    errors = sorted(payload_validator(spec).iter_errors(payload), key=relevance)
+    """Every violation of ``spec``'s payload schema by ``payload``, most relevant first; empty when valid.
+
+    Raises:
+        SchemaEvaluationError: the validator failed on its own instead of deciding.
+    """
+    errors = validation_errors(payload_validator(spec), payload)
     return [Violation(json_path(e.absolute_path), e.message) for e in errors]
+
+
+# What validation may not swallow. Everything else is caught, BaseException included: jsonschema's referencing
+# library stores resources in rpds (Rust), whose PanicException derives from BaseException; it surfaces when the
+# Python stack runs out inside a comparison there (a $ref chain thousands long).
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class SchemaEvaluationError(Exception):
+    """A validator failed on its own (an exception, not a verdict); the message says why, in a user's terms."""
+
+
+def validation_errors(validator: Validator, instance: Any) -> list[ValidationError]:
+    """Every error of ``validator`` on ``instance``, most relevant first.
+
+    Raises:
+        SchemaEvaluationError: instead of whatever the validator raised (RecursionError, a jsonschema or
+            referencing internal error, OverflowError, ...).
+    """
+    try:
+        return sorted(validator.iter_errors(instance), key=relevance)
+    except _FATAL:
+        raise
+    except BaseException as exc:  # anything but a verdict (see _FATAL for why BaseException): never raw
+        raise SchemaEvaluationError(evaluation_failure(exc)) from None
+
+
+def evaluation_failure(exc: BaseException) -> str:
+    """Why a schema could not be evaluated, from what its validator raised."""
+    if isinstance(exc, RecursionError) or type(exc).__name__ == "PanicException":
+        return ("cannot be evaluated: it recursed without end (a $ref loop in the schema, or a payload nested too "
+                "deeply)")
+    return f"cannot be evaluated ({type(exc).__name__}: {quote(str(exc), 160)})"
+
+
+def evaluation_problem(schema: Any) -> str | None:
+    """Why ``schema`` (already valid against its metaschema) cannot be evaluated, or None: it is compiled and run
+    once on an empty payload, catching what would otherwise fail at every enqueue."""
+    try:
+        validation_errors(compile_schema(schema), {})
+    except SchemaEvaluationError as exc:
+        return str(exc)
+    except _FATAL:
+        raise
+    except BaseException as exc:  # compiling it failed
+        return evaluation_failure(exc)
+    return None
 
 
 def json_path(parts: Iterable[Any]) -> str:
@@ -132,69 +185,23 @@ def schema_errors(schema: Any) -> list[ValidationError]:
     if meta is None:
         meta_cls = validator_for(cls.META_SCHEMA, default=cls)
         meta = _meta[cls] = meta_cls(cls.META_SCHEMA, format_checker=meta_cls.FORMAT_CHECKER)
-    return sorted(meta.iter_errors(schema), key=relevance)
+    return sorted(islice(meta.iter_errors(schema), 100), key=relevance)  # a hundred say enough
 
 
 def schema_error_message(error: ValidationError) -> str:
     """A readable message for a metaschema violation (anyOf errors name the type list instead of 'any of')."""
     path = list(error.path)
     if path and path[-1] == "type" and error.validator in ("anyOf", "enum"):
-        return f"{error.instance!r} is not a JSON Schema type; use one of array, boolean, integer, null, " \
+        return f"{quote(error.instance)} is not a JSON Schema type; use one of array, boolean, integer, null, " \
                "number, object, string (or a list of them)"
     if error.validator in ("anyOf", "oneOf") and error.context:
-        return str(best_match(error.context).message)
-    return error.message
+        return bounded(str(best_match(error.context).message))
+    return bounded(error.message)
 
 
-def internal_ref_errors(schema: Any) -> list[tuple[list[str | int], str]]:
-    """``$ref``s in ``schema`` that would fail at validation time: external ones, and pointers to nothing.
-
-    Returns (path in the schema, message) pairs. Schemas with a nested ``$id`` are not checked (their refs
-    resolve against other bases).
-    """
-    refs: list[tuple[list[str | int], str]] = []
-    nested_id = _walk_refs(schema, [], refs, root=True)
-    if nested_id:
-        return []
-    found: list[tuple[list[str | int], str]] = []
-    for where, ref in refs:
-        if not ref.startswith("#"):
-            found.append((where, f"$ref {ref!r} points outside this schema; payload schemas must be self-contained "
-                                 "(inline it, or move it under $defs and use '#/$defs/...')"))
-        elif (ref.startswith("#/") or ref == "#") and not _pointer_exists(schema, ref[1:]):
-            found.append((where, f"$ref {ref!r} points to nothing in this schema; fix the JSON pointer"))
-    return found
-
-
-def _walk_refs(node: Any, path: list[str | int], out: list[tuple[list[str | int], str]], root: bool) -> bool:
-    nested_id = False
-    if type(node) is str:  # most nodes; skip the ABC checks
-        return False
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                out.append(([*path, key], value))
-            elif key == "$id" and not root:
-                nested_id = True
-            elif key not in ("const", "enum", "default", "examples"):  # data, not subschemas
-                nested_id |= _walk_refs(value, [*path, key], out, False)
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            nested_id |= _walk_refs(value, [*path, i], out, False)
-    return nested_id
-
-
-def _pointer_exists(schema: Any, pointer: str) -> bool:
-    node = schema
-    for raw in pointer.split("/")[1:]:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
+def bounded(message: str, limit: int = 300) -> str:
+    """``message`` cut to ``limit`` characters: jsonschema's messages quote whole values, however large."""
+    return message if len(message) <= limit else message[:limit] + "…"
 
 
 def canonical(schema: Any) -> str:

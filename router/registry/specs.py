@@ -3,18 +3,23 @@ with every semantic check reported as a located Problem (ownership, prefixes, na
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
 from router.errors import Problem
 from router.names import name_problem, task_type_problem
-from router.registry import values
+from router.quoting import quote
+from router.registry import aggregates, values
+from router.registry.containment import RegistryTree
 from router.registry.cronspecs import CronEntries
-from router.registry.docschema import suggest
 from router.registry.envsubst import interpolate
-from router.registry.model import PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec
+from router.registry.limits import NodeBudget
+from router.registry.messages import suggest
+from router.registry.model import AggregateSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, UniquePolicy
 from router.registry.payloadrefs import PayloadSchemas
 from router.registry.yamlsource import Path, YamlDocument
 
@@ -29,12 +34,17 @@ class _Defaults:
 class SpecBuilder:
     """Turns the documents of one load into a Registry, appending every problem found to ``problems``."""
 
-    def __init__(self, docs: list[YamlDocument], env: Mapping[str, str], problems: list[Problem]) -> None:
+    def __init__(self, docs: list[YamlDocument], env: Mapping[str, str], problems: list[Problem],
+                 tree: RegistryTree, budget: NodeBudget) -> None:
         self.docs = docs
         self.env = env
         self.problems = problems
         self.tasks: dict[str, TaskSpec] = {}
-        self.schemas = PayloadSchemas(problems)
+        self.declared_payload: set[str] = set()
+        self.schemas = PayloadSchemas(problems, tree, budget)
+        # "did you mean" per (service, queue): aliases can put one unknown queue on thousands of tasks.
+        self.queue_hints: dict[tuple[str, str], str] = {}
+        self._queue_names: dict[str, dict[str, None]] = {}
 
     def build(self) -> Registry:
         """The registry the documents declare (check ``problems`` before trusting it)."""
@@ -53,18 +63,20 @@ class SpecBuilder:
             for name, raw in entries.items():
                 if name in services:
                     first = services[name].location
-                    message = (f"service {name!r} is declared twice (first at {first or 'unknown location'}); "
+                    message = (f"service {quote(name)} is declared twice (first at {first or 'unknown location'}); "
                                "declare it in one file")
                     self.problems.append(doc.problem(("services", name), message, "duplicate-service", key=True))
                 elif isinstance(raw, dict):
                     services[name] = self.service(doc, name, raw, defaults)
         self.check_prefixes(services)
+        aggregates.link(services, self.tasks, self.declared_payload, self.docs, self.problems)
         return Registry(
             services=MappingProxyType(services),
             tasks=MappingProxyType(self.tasks),
             cron=CronEntries(self.problems, self.tasks, self.schemas.bad_schema).build(self.docs),
             redis_url=self.redis_url(root, data),
             max_payload_bytes=_int(limits.get("max_payload_bytes"), 512 * 1024),
+            max_result_bytes=_int(limits.get("max_result_bytes"), 1024 * 1024),
             path=root.file,
         )
 
@@ -131,38 +143,57 @@ class SpecBuilder:
         if not isinstance(raw, dict):
             return None
         self.name_check(doc, path, task_type_problem(task_type), key=True)
-        if "unique_s" in raw:  # a setting is honoured or refused, never silently ignored
-            self.problems.append(doc.problem((*path, "unique_s"), "unique_s is not supported yet: router does not "
-                                             "refuse duplicate tasks so far, so this setting would be ignored; "
-                                             "remove it", "not-supported"))
+        policy = raw.get("unique_policy", UniquePolicy.TTL.value)
+        if "unique_policy" in raw and "unique_s" not in raw:  # honoured or refused: a policy without a window
+            self.problems.append(doc.problem((*path, "unique_policy"), "unique_policy needs unique_s (the window, "
+                                             "or for until_finished the longest a lock may outlive a lost task)",
+                                             "unique"))
+        if "payload" in raw:
+            self.declared_payload.add(task_type)
         queue = raw.get("queue", "default")
         queue = queue if isinstance(queue, str) else "default"
-        declared = [q.name for q in service.queues]
+        declared = self.queue_names(service)
         if declared and queue not in declared:
             origin = "" if "queue" in raw else " (the default queue)"
+            hint = self.queue_hints.get((service.name, queue))
+            if hint is None:
+                hint = self.queue_hints[(service.name, queue)] = suggest(queue, declared)
+            first = list(islice(declared, 20))
+            shown = ", ".join(q if len(q) <= 40 else q[:40] + "…" for q in first) + (
+                ", …" if len(declared) > 20 else "")
             self.problems.append(doc.problem(
                 (*path, "queue") if "queue" in raw else path,
-                f"task {task_type!r} is on queue {queue!r}{origin}, which service {service.name!r} does not declare"
-                f"{suggest(queue, declared)}; declared queues: {', '.join(declared)}. Set `queue:` to one of them "
-                f"or add {queue!r} under services.{service.name}.queues", "unknown-queue", key="queue" not in raw))
+                f"task {quote(task_type)} is on queue {quote(queue)}{origin}, which service {quote(service.name)} "
+                f"does not declare{hint}; declared queues: {shown}. Set `queue:` to one of them or add "
+                f"{quote(queue)} under services.{service.name[:64]}.queues", "unknown-queue",
+                key="queue" not in raw))
         spec = TaskSpec(
             type=task_type, service=service.name, queue=queue,
             payload_schema=self.schemas.payload_schema(doc, (*path, "payload"), task_type, raw.get("payload")),
             max_retry=_int(raw.get("max_retry"), defaults.max_retry),
             timeout_s=_num(raw.get("timeout_s"), defaults.timeout_s),
             unique_s=_opt_num(raw.get("unique_s")),
+            unique_policy=UniquePolicy(policy) if policy in {p.value for p in UniquePolicy} else UniquePolicy.TTL,
             retention_s=_opt_num(raw.get("retention_s"), defaults.retention_s),
+            aggregate=_aggregate(raw.get("aggregate")),
             location=doc.location(path, key=True),
         )
         other = self.tasks.get(task_type)
         if other is not None:
-            message = (f"task type {task_type!r} is declared twice: by service {service.name!r} here and by service "
-                       f"{other.service!r} at {other.location or 'unknown location'}; a task type has exactly one "
-                       "owner, remove one declaration")
+            message = (f"task type {quote(task_type)} is declared twice: by service {quote(service.name)} here and "
+                       f"by service {quote(other.service)} at {other.location or 'unknown location'}; a task type "
+                       "has exactly one owner, remove one declaration")
             self.problems.append(doc.problem(path, message, "duplicate-task", key=True))
             return None
         self.tasks[task_type] = spec
         return spec
+
+    def queue_names(self, service: ServiceSpec) -> dict[str, None]:
+        """The service's queue names, in order, as a dict: looked up once per task, so never a list scan."""
+        names = self._queue_names.get(service.name)
+        if names is None:
+            names = self._queue_names[service.name] = dict.fromkeys(q.name for q in service.queues)
+        return names
 
     def name_check(self, doc: YamlDocument, path: Path, message: str | None, *, key: bool = False,
                    code: str = "name-invalid") -> None:
@@ -178,26 +209,48 @@ class SpecBuilder:
                 explicit = spec.location is not None and ("services", spec.name, "prefix") in doc.values
                 self.problems.append(doc.problem(
                     ("services", spec.name, "prefix") if explicit else ("services", spec.name),
-                    f"prefix {spec.prefix!r} of service {spec.name!r} is already the prefix of service {first.name!r} "
-                    f"({first.location or 'unknown location'}); services sharing a prefix share every key, queue "
-                    f"and ACL, so give {spec.name!r} its own `prefix:`", "prefix-duplicate", key=not explicit))
+                    f"prefix {quote(spec.prefix)} of service {quote(spec.name)} is already the prefix of service "
+                    f"{quote(first.name)} ({first.location or 'unknown location'}); services sharing a prefix share "
+                    f"every key, queue and ACL, so give {quote(spec.name)} its own `prefix:`", "prefix-duplicate",
+                    key=not explicit))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _int(value: Any, default: int) -> int:
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None: not a number, a boolean, or too large for a float. The schema check
+    has reported those; the specs take their defaults so the rest of the load goes on."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any, default: int) -> int:
+    number = _number(value)
+    if number is None or not number.is_integer():
         return default
-    return int(value) if float(value).is_integer() else default  # NaN and infinities are not integers
+    return value if isinstance(value, int) else int(number)
 
 
 def _num(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    number = _number(value)
+    return default if number is None else number
 
 
 def _opt_num(value: Any, default: float | None = None) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    number = _number(value)
+    return default if number is None else number
 
 
+def _aggregate(raw: Any) -> AggregateSpec | None:
+    """The declared aggregation (the schema check has reported a malformed one), checked later across tasks."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("into"), str):
+        return None
+    return AggregateSpec(into=raw["into"], grace_s=_num(raw.get("grace_s"), 5.0),
+                         max_delay_s=_num(raw.get("max_delay_s"), 60.0), max_size=_int(raw.get("max_size"), 100))

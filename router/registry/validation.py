@@ -7,7 +7,7 @@ The CLI only parses arguments and maps :class:`ValidationReport` to an exit code
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -17,7 +17,7 @@ from router.registry.loader import load
 from router.registry.model import Registry
 
 #: Problem codes meaning the root file itself could not be read: a usage error, not an invalid registry.
-UNREADABLE_CODES = frozenset({"file-missing", "file-unreadable"})
+UNREADABLE_CODES = frozenset({"file-missing", "file-unreadable", "file-not-regular"})
 
 
 class ProblemJSON(TypedDict):
@@ -83,6 +83,7 @@ def validate(
     import_apps: bool = False,
     app_dir: str | None = None,
     env: Mapping[str, str] | None = None,
+    roots: Iterable[str | os.PathLike[str]] | None = None,
 ) -> ValidationReport:
     """Check the registry at ``path``; with ``import_apps``, also import every service's handler set.
 
@@ -90,11 +91,12 @@ def validate(
         path: the root services.yaml.
         import_apps: import each ``app:`` and compare its handlers with the registry.
         app_dir: directory put first on ``sys.path`` while importing (default: the registry's directory).
-        env: environment for ``${VAR}`` (default: the process environment).
+        env: environment for ``${VAR}`` and ``ROUTER_REGISTRY_ROOTS`` (default: the process environment).
+        roots: more directories the registry's includes and ``$ref``s may be in (see :func:`router.load`).
     """
     name = os.fspath(path)
     try:
-        registry = load(name, env=env)
+        registry = load(name, env=env, roots=roots)
     except ConfigError as exc:
         return ValidationReport(name, None, exc.problems)
     problems: list[Problem] = []

@@ -3,32 +3,30 @@
 This is the only module that parses YAML. It drives PyYAML's event parser (libyaml when available) with its own
 composer instead of a Loader, so it can refuse what a registry never needs and an attacker would use: every
 explicit tag (``!!python/object``, ``!custom``, even ``!!str``), recursive aliases, alias expansion beyond a node
-budget (billion laughs), nesting beyond a depth bound, duplicate keys, non-string keys, several documents, and
-files over a size bound. Problems are collected, not raised one at a time; only a syntax error or a blown bound
-stops the file. Timestamps and ``=`` are not resolved (they stay strings) so the data stays JSON.
+budget (billion laughs, and its variant that repeats one long string), nesting beyond a depth bound, duplicate keys,
+non-string keys, several documents, numbers JSON cannot carry, and files over a size bound. Problems are collected,
+not raised one at a time; only a syntax error or a blown bound stops the file. Timestamps and ``=`` are not resolved
+(they stay strings) so the data stays JSON.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from yaml import events as ev
-from yaml.constructor import SafeConstructor
-from yaml.nodes import ScalarNode
-from yaml.resolver import Resolver
 
 from router.errors import Problem
+from router.quoting import quote
+from router.registry.containment import FileRefused, read_regular_file
+from router.registry.limits import CHARS_PER_NODE, MAX_NODES, NodeBudget
 from router.registry.model import SourceLocation
+from router.registry.yamlscalars import plain_value
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
-# Expanded node budget: a 4 MiB file of plain YAML holds well under this, so only alias bombs reach it.
-MAX_NODES = 1_000_000
 # Positions are recorded while parsing down to this depth (services.NAME.tasks.TYPE.payload); deeper ones, inside
 # payload schemas and the like, only when a problem needs one: the file is then parsed again with full recording.
 RECORD_DEPTH = 5
@@ -37,16 +35,6 @@ Path = tuple[str | int, ...]
 Position = tuple[int, int]
 
 _EventParser: Callable[[str], Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-_STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
-# YAML 1.1 timestamps and the `=` value key are not JSON; leaving them unresolved keeps them strings.
-_EXCLUDED_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"}
-_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {
-    first: [(tag, rx) for tag, rx in entries if tag not in _EXCLUDED_TAGS]
-    for first, entries in Resolver.yaml_implicit_resolvers.items()
-}
-_CONSTRUCTOR = SafeConstructor()
 _KIND = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
 
 
@@ -76,7 +64,7 @@ class YamlDocument:
         return (found.line + 1, found.column + 1) if found is not None else (1, 1)
 
     def _record_everything(self) -> None:
-        composer = _Composer(self.text or "", self.file, record_depth=MAX_DEPTH + 1)
+        composer = _Composer(self.text or "", self.file, record_depth=MAX_DEPTH + 1, used=0, limit=MAX_NODES)
         composer.compose()
         self.values, self.keys, self.text = composer.doc.values, composer.doc.keys, None
 
@@ -101,38 +89,36 @@ class _Fatal(Exception):
         self.code = code
 
 
-def read_yaml(path: str) -> tuple[YamlDocument | None, list[Problem]]:
-    """Read and parse the YAML file at ``path`` (named ``path`` in problems).
+def read_yaml(path: str, budget: NodeBudget | None = None) -> tuple[YamlDocument | None, list[Problem]]:
+    """Read and parse the YAML file at ``path`` (named ``path`` in problems); only a regular file is read, and its
+    nodes are spent from ``budget`` (default: a fresh one).
 
     Returns:
         The document (None when the file could not be read or parsed at all) and every problem found.
     """
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            return None, [Problem(path, 1, 1, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit "
-                                  "for a registry file; split it with `include:`", "file-too-large")]
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return None, [Problem(path, 1, 1, "file not found; check the path", "file-missing")]
-    except OSError as exc:
-        return None, [Problem(path, 1, 1, f"cannot read file: {exc.strerror or exc}", "file-unreadable")]
+        raw = read_regular_file(path, MAX_FILE_BYTES)
+    except FileRefused as exc:
+        fix = {"file-missing": "; check the path", "file-too-large": "; split it with `include:`"}.get(exc.code, "")
+        return None, [Problem(path, 1, 1, f"file {exc.reason}{fix}", exc.code)]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return None, [Problem(path, line, column, "file is not valid UTF-8; save it as UTF-8", "file-encoding")]
-    return parse_yaml(text, path)
+    return parse_yaml(text, path, budget)
 
 
-def parse_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Problem]]:
+def parse_yaml(text: str, file: str, budget: NodeBudget | None = None) -> tuple[YamlDocument | None, list[Problem]]:
     """Parse YAML ``text`` as if read from ``file``; see :func:`read_yaml`."""
-    composer = _Composer(text, file, record_depth=RECORD_DEPTH)
+    budget = budget or NodeBudget()
+    composer = _Composer(text, file, record_depth=RECORD_DEPTH, used=budget.used, limit=budget.limit)
     try:
         composer.doc.data = composer.compose()
+        budget.used = composer.nodes
     except _Fatal as exc:
+        budget.used = max(budget.used, composer.nodes)
         line, column = exc.position
         return None, [*composer.problems, Problem(file, line, column, exc.message, exc.code)]
     except yaml.MarkedYAMLError as exc:
@@ -145,7 +131,7 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Problem]
         line = text.count("\n", 0, index) + 1
         column = index - (text.rfind("\n", 0, index) + 1) + 1
         char = getattr(exc, "character", None)
-        what = f"character {char!r}" if isinstance(char, str) else "a character"
+        what = f"character {quote(char)}" if isinstance(char, str) else "a character"
         message = f"{what} is not allowed in YAML (control characters are not); remove it"
         return None, [*composer.problems, Problem(file, line, column, message, "yaml-syntax")]
     return composer.doc, composer.problems
@@ -154,7 +140,7 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[Problem]
 class _Composer:
     """Builds data from parser events, recording positions and enforcing the bounds."""
 
-    def __init__(self, text: str, file: str, record_depth: int) -> None:
+    def __init__(self, text: str, file: str, record_depth: int, used: int, limit: int) -> None:
         self.parser = _EventParser(text)
         self.doc = YamlDocument(file, None, text=text if record_depth <= MAX_DEPTH else None)
         self.record_depth = record_depth
@@ -162,7 +148,8 @@ class _Composer:
         self.anchors: dict[str, tuple[Any, int, int]] = {}
         self.plain_cache: dict[str, Any] = {}
         self.open_anchors: set[str] = set()
-        self.nodes = 0
+        self.nodes = used
+        self.limit = limit
 
     def compose(self) -> Any:
         get = self.parser.get_event
@@ -191,62 +178,73 @@ class _Composer:
             self.doc.values[path] = mark
         kind = type(event)
         if kind is ev.ScalarEvent and event.tag is None and event.anchor is None:  # the common case, kept fast
-            self.nodes += 1
-            if self.nodes > MAX_NODES:
+            weight = 1 + len(event.value) // CHARS_PER_NODE
+            self.nodes += weight
+            if self.nodes > self.limit:
                 self.count(0, mark)
             if event.implicit[0]:
                 value = self.plain_cache.get(event.value, _MISSING)
-                return (self.plain(event.value) if value is _MISSING else value), 1, 1
-            return event.value, 1, 1
+                return (self.plain(event.value, mark) if value is _MISSING else value), 1, weight
+            return event.value, 1, weight
         if kind is ev.AliasEvent:
             return self.alias(event, depth)
         if event.tag is not None:
-            self.add(mark, f"YAML tag {event.tag!r} is not allowed in a registry; remove it (only plain "
+            self.add(mark, f"YAML tag {quote(event.tag)} is not allowed in a registry; remove it (only plain "
                      "YAML: mappings, lists, strings, numbers, booleans, null)", "yaml-tag")
         if depth > MAX_DEPTH:
             raise _Fatal(mark, f"nesting deeper than {MAX_DEPTH} levels; flatten this structure", "yaml-too-deep")
-        self.count(1, mark)
         anchor = event.anchor
         if anchor is not None:
             self.open_anchors.add(anchor)
         if kind is ev.ScalarEvent:
-            result: tuple[Any, int, int] = (self.plain(event.value) if event.implicit[0] else event.value, 1, 1)
+            weight = 1 + len(event.value) // CHARS_PER_NODE
+            self.count(weight, mark)
+            result: tuple[Any, int, int] = (
+                self.plain(event.value, mark) if event.implicit[0] else event.value, 1, weight)
         elif kind is ev.SequenceStartEvent:
+            self.count(1, mark)
             result = self.sequence(path, depth)
         else:
+            self.count(1, mark)
             result = self.mapping(path, depth)
         if anchor is not None:
             self.open_anchors.discard(anchor)
             self.anchors[anchor] = result
         return result
 
-    def plain(self, text: str) -> Any:
-        """The value of an untagged plain scalar, memoised: registries repeat the same few scalars."""
+    def plain(self, text: str, mark: Any) -> Any:
+        """The value of an untagged plain scalar, memoised: registries repeat the same few scalars. A refused
+        number is reported at ``mark`` and never memoised, so each place it is written is reported."""
         value = self.plain_cache.get(text, _MISSING)
         if value is _MISSING:
-            value = self.plain_cache[text] = _plain(text)
+            value, refused = plain_value(text)
+            if refused is None:
+                self.plain_cache[text] = value
+            else:
+                self.add(mark, refused, "yaml-number")
         return value
 
     def alias(self, event: Any, depth: int) -> tuple[Any, int, int]:
         found = self.anchors.get(event.anchor)
         if found is None:
             if event.anchor in self.open_anchors:
-                raise _Fatal(event.start_mark, f"alias *{event.anchor} refers to the node that contains it "
+                raise _Fatal(event.start_mark, f"alias *{event.anchor[:80]} refers to the node that contains it "
                              "(a recursive structure); registries must be trees", "yaml-recursive-alias")
-            raise _Fatal(event.start_mark, f"alias *{event.anchor} has no anchor &{event.anchor} before it",
+            raise _Fatal(event.start_mark, f"alias *{event.anchor[:80]} has no anchor &{event.anchor[:80]} before it",
                          "yaml-syntax")
         _, height, size = found
         if depth + height - 1 > MAX_DEPTH:
-            raise _Fatal(event.start_mark, f"alias *{event.anchor} nests deeper than {MAX_DEPTH} levels",
+            raise _Fatal(event.start_mark, f"alias *{event.anchor[:80]} nests deeper than {MAX_DEPTH} levels",
                          "yaml-too-deep")
         self.count(size, event.start_mark)
         return found
 
     def count(self, size: int, mark: Any) -> None:
         self.nodes += size
-        if self.nodes > MAX_NODES:
-            raise _Fatal(mark, f"aliases expand this file to more than {MAX_NODES} nodes (an alias bomb?); "
-                         "use fewer nested aliases", "yaml-alias-bomb")
+        if self.nodes > self.limit:
+            raise _Fatal(mark, f"this file takes the registry past {self.limit} nodes (aliases expanded, a string "
+                         f"counting one node per {CHARS_PER_NODE} characters): an alias bomb, or more than a "
+                         "registry needs; use fewer aliases of long or nested values", "yaml-alias-bomb")
 
     def sequence(self, path: Path | None, depth: int) -> tuple[Any, int, int]:
         items: list[Any] = []
@@ -282,6 +280,9 @@ class _Composer:
             if record and path is not None:
                 child = (*path, key if isinstance(key, str) else "<<" if key is _MERGE_KEY else "<key>")
             if isinstance(key, str):
+                if len(key) >= CHARS_PER_NODE:  # see CHARS_PER_NODE: a long key costs like a long value
+                    self.count(len(key) // CHARS_PER_NODE, event.start_mark)
+                    size += len(key) // CHARS_PER_NODE
                 if key in result:
                     self.duplicate(event, keys.get(child) if child is not None else None)
                 if child is not None:
@@ -299,7 +300,7 @@ class _Composer:
 
     def duplicate(self, event: Any, first: Any) -> None:
         earlier = f"first at line {first.line + 1}" if first is not None else "also earlier in this mapping"
-        self.add(event.start_mark, f"duplicate key {event.value!r} ({earlier}); YAML keeps only the last one, so "
+        self.add(event.start_mark, f"duplicate key {quote(event.value)} ({earlier}); YAML keeps only the last one, so "
                  "remove or rename one of them", "yaml-duplicate-key")
 
     def key(self, event: Any, path: Path | None, depth: int) -> Any:
@@ -310,15 +311,23 @@ class _Composer:
             self.node(event, None if path is None else (*path, "<key>"), depth + 1)
             return None
         if event.tag is not None:
-            self.add(mark, f"YAML tag {event.tag!r} is not allowed in a registry; remove it", "yaml-tag")
+            self.add(mark, f"YAML tag {quote(event.tag)} is not allowed in a registry; remove it", "yaml-tag")
         if event.anchor is not None:
-            self.anchors[event.anchor] = (event.value, 1, 1)
+            self.anchors[event.anchor] = (event.value, 1, 1 + len(event.value) // CHARS_PER_NODE)
         if event.implicit[0] and event.tag is None and event.value == "<<":
             return _MERGE_KEY
-        value = self.plain(event.value) if event.implicit[0] and event.tag is None else event.value
+        value: Any = event.value
+        if event.implicit[0] and event.tag is None:
+            value = self.plain_cache.get(event.value, _MISSING)
+            if value is _MISSING:
+                value, refused = plain_value(event.value)
+                if refused is None:
+                    self.plain_cache[event.value] = value
+                else:  # `.nan:` as a key: say it is not a string, which is the fix
+                    value = float("nan")
         if not isinstance(value, str):
-            self.add(mark, f"key {event.value!r} is read as {_KIND.get(type(value), 'a non-string')}, but keys "
-                     f"must be strings: quote it ('{event.value}')", "yaml-key-type")
+            self.add(mark, f"key {quote(event.value)} is read as {_KIND.get(type(value), 'a non-string')}, but "
+                     f"keys must be strings: quote it ('{event.value[:80]}')", "yaml-key-type")
             value = event.value
         return value
 
@@ -343,20 +352,3 @@ class _MergeKey:
 
 _MERGE_KEY = _MergeKey()
 _MISSING = object()
-
-
-def _resolve(value: str) -> str:
-    """The implicit tag of a plain scalar, as YAML 1.1 resolves it, minus timestamps and `=`."""
-    candidates = _RESOLVERS.get("", []) if value == "" else _RESOLVERS.get(value[0], [])
-    for tag, regexp in (*candidates, *_RESOLVERS.get(None, [])):
-        if regexp.match(value):
-            return tag
-    return _STR
-
-
-def _plain(text: str) -> Any:
-    """Construct an untagged plain scalar the way YAML 1.1 resolves it (minus timestamps and `=`)."""
-    tag = _resolve(text)
-    if tag in (_STR, _MERGE):
-        return text
-    return _CONSTRUCTOR.construct_object(ScalarNode(tag, text))

@@ -15,10 +15,11 @@ import structlog
 from redis.exceptions import AuthenticationError
 
 from router.errors import BrokerError
+from router.redisurl import redact
 from router.registry.loader import load
 from router.scheduler.scheduler import Scheduler
 from router.scheduler.settings import SchedulerSettings
-from router.storage.connection import TRANSIENT_ERRORS, redact
+from router.storage.connection import TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
 

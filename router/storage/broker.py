@@ -351,12 +351,16 @@ class SyncBroker:
         pipe = self.client.pipeline(transaction=False)
         for qk in queues:
             for state in TaskState:
-                key = qk.of_state(state)
-                pipe.llen(key) if state is TaskState.PENDING else pipe.zcard(key)
+                if state is TaskState.PENDING:
+                    pipe.llen(qk.pending)
+                elif state is TaskState.AGGREGATING:  # one list per group: the enqueue and flush keep a count
+                    pipe.hget(qk.stats, "aggregating")
+                else:
+                    pipe.zcard(qk.of_state(state))
         with _refusals("reading queue sizes"):
             raw = pipe.execute()
         n = len(TaskState)
-        return [{s.value: int(x) for s, x in zip(TaskState, raw[i * n : i * n + n])} for i in range(len(queues))]
+        return [{s.value: int(x or 0) for s, x in zip(TaskState, raw[i * n : i * n + n])} for i in range(len(queues))]
 
     def paused(self, queues: Sequence[QueueKeys]) -> list[bool]:
         """Whether each queue is paused."""

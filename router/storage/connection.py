@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from router.errors import BrokerError
+from router.redisurl import SentinelTarget, is_cluster_url, is_sentinel_url, parse_sentinel_url
 
 SyncRedis = redis.Redis | redis.cluster.RedisCluster
 AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -88,63 +89,6 @@ TIMEOUTS = {
     # A blocking pop waits up to BLOCK_S on the server; the socket must outlast it.
     Role.BLOCKING: Timeouts(connect_s=2.0, read_s=BLOCK_S + 3.0),
 }
-
-
-def is_cluster_url(url: str) -> bool:
-    """True for ``redis+cluster://`` and ``rediss+cluster://`` URLs."""
-    return urlsplit(url).scheme.endswith("+cluster")
-
-
-def is_sentinel_url(url: str) -> bool:
-    """True for ``redis+sentinel://`` and ``rediss+sentinel://`` URLs."""
-    return urlsplit(url).scheme.endswith("+sentinel")
-
-
-@dataclass(frozen=True)
-class SentinelTarget:
-    """What a ``redis+sentinel://`` URL names: the Sentinels, the master's name, db and credentials."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    master: str
-    db: int
-    username: str | None
-    password: str | None
-    ssl: bool
-
-
-def parse_sentinel_url(url: str) -> SentinelTarget:
-    """Split a Sentinel URL; raises ValueError saying what the URL should look like."""
-    parts = urlsplit(url)
-    hosts = parts.netloc.rsplit("@", 1)[-1]
-    path = [p for p in parts.path.split("/") if p]
-    usage = "use redis+sentinel://[user:password@]host:port[,host:port...]/master-name[/db]"
-    if not hosts or not path:
-        raise ValueError(f"invalid Sentinel URL {url!r}: {usage}")
-    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):  # refused, never silently read as db 0
-        raise ValueError(f"invalid master/db {'/'.join(path)!r} in Sentinel URL {url!r} (the db is a number): "
-                         f"{usage}")
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"invalid Sentinel address {item!r} in {url!r}: {usage}")
-        sentinels.append((host.strip("[]"), int(port)))
-    db = int(path[1]) if len(path) == 2 else 0
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return SentinelTarget(tuple(sentinels), path[0], db, user, password, parts.scheme.startswith("rediss"))
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparsable URL>"
 
 
 def _plain_url(url: str) -> str:

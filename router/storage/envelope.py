@@ -3,9 +3,11 @@
 An envelope is compact, versioned JSON that any language can write (see ``schemas/task-envelope.schema.json``).
 The task id is not repeated inside it: the id is the field under which the envelope is stored in ``Q:msg``.
 Fields: ``v`` version (1), ``t`` task type, ``p`` payload object, ``e`` enqueue time (ms since the epoch),
-and optional ``r`` max_retry override (0-1000), ``to`` timeout override (s), ``dl`` deadline (ms; reserved, not
-yet enforced), ``n`` failed deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result,
-``by`` the ``<service>/<worker id>`` that completed it.
+and optional ``r`` max_retry override (0-1000), ``to`` timeout override (s), ``dl`` deadline (ms: not started by
+then, or still running then, the task is archived as ``deadline_exceeded``), ``u`` the unique lock an "until
+finished" task releases when it ends (the lock key's digest), ``g`` the group of an aggregating task, ``n`` failed
+deliveries so far, ``err`` last error, ``why`` archive reason, ``res`` retained result, ``by`` the
+``<service>/<worker id>`` that completed it, ``c`` when it completed (ms).
 
 Decoding never trusts its input: anything the envelope schema refuses (a field of the wrong type or out of range,
 ``true`` for a number), or that could not be written back later (a lone surrogate, a number too large for a float,
@@ -21,6 +23,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from router.names import NAME_PATTERN
 
 VERSION = 1
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
@@ -59,6 +63,9 @@ class Envelope:
     reason: str | None = None
     result: Any = None
     completed_by: str | None = None
+    unique: str | None = None
+    group: str | None = None
+    completed_at_ms: int | None = None
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:
@@ -90,6 +97,9 @@ def encode(env: Envelope) -> bytes:
         "why": env.reason,
         "res": env.result,
         "by": env.completed_by,
+        "u": env.unique,
+        "g": env.group,
+        "c": env.completed_at_ms,
     }
     doc.update((k, v) for k, v in optional.items() if v is not None)
     doc["p"] = env.payload
@@ -160,6 +170,9 @@ def decode(raw: bytes | str | None) -> Envelope:
         reason=_opt(doc, "why", str),
         result=doc.get("res"),
         completed_by=_opt(doc, "by", str),
+        unique=_opt_pattern(doc, "u", _DIGEST, "a lowercase hex digest"),
+        group=_opt_pattern(doc, "g", _GROUP, "a group name"),
+        completed_at_ms=_opt_int(doc, "c", 0, None),
     )
 
 
@@ -225,6 +238,19 @@ def _opt_number(doc: Mapping[str, Any], key: str) -> float | None:
         raise MalformedMessage("malformed", f"field {key!r} must be a positive number of seconds below "
                                             f"{MAX_TIMEOUT_S:g}, got {_short(value)}")
     return float(value)
+
+
+_DIGEST = re.compile(r"[0-9a-f]{1,64}")
+_GROUP = re.compile(NAME_PATTERN)
+
+
+def _opt_pattern(doc: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise MalformedMessage("malformed", f"field {key!r} must be {what}, got {_short(value)}")
+    return value
 
 
 def _short(value: Any) -> str:

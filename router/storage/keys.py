@@ -27,7 +27,18 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
     Q:wake       LIST    0 or 1 element; idle workers block on it instead of polling
     Q:paused     STRING  present while the queue is paused
     Q:stats      HASH    counters: enqueued, processed, failed, retried, archived, recovered, stale, requeued,
-                         corrupt, duplicate, stale_bookkeeping
+                         corrupt, duplicate, stale_bookkeeping, cancelled, aggregating (members waiting now)
+    Q:cancelled  ZSET    task id -> time cancelled (ms): a terminal state, the message kept like the archive's;
+                         bounded like the archive
+    Q:cancelreq  HASH    task id -> time a cancellation was asked (ms), for tasks running when it was: their
+                         worker stops the handler, and a task recovered after a crash is cancelled, not run
+    Q:waiters    HASH    task id -> 1 while a client waits for it (Client.wait): its end is then published, the
+                         task id on the pub/sub channel of the same name (channels are not keys)
+    Q:unique:<h> STRING  a unique task's lock: the id of the task holding it, with a TTL (``unique_s``); <h> is
+                         the SHA-1 of the task type and its canonical payload (or its ``unique_key``)
+    Q:groups     ZSET    group name -> when the group is due to be flushed (ms, Redis's clock)
+    Q:groupstart HASH    group name -> when its oldest member joined (ms, Redis's clock)
+    Q:group:<g>  LIST    the ids of the members of group <g> waiting to be aggregated, oldest first
     Q:cron:<entry>  STRING  the claim of cron entry <entry> (whose task runs on this queue): the fire time (ms)
                          of its latest fire claimed by any scheduler replica. A fire at or before it is never
                          enqueued again. It shares the queue's hash tag, so claim and enqueue are one script
@@ -137,12 +148,45 @@ class QueueKeys:
     def stats(self) -> str:
         return f"{self.base}:stats"
 
+    @property
+    def cancelled(self) -> str:
+        return f"{self.base}:cancelled"
+
+    @property
+    def cancel_requests(self) -> str:
+        return f"{self.base}:cancelreq"
+
+    @property
+    def waiters(self) -> str:
+        return f"{self.base}:waiters"
+
+    def unique(self, digest: str) -> str:
+        """The lock of the unique tasks whose key hashes to ``digest`` (hex)."""
+        if not digest or len(digest) > 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"invalid unique digest {digest!r}: 1-64 lowercase hex characters")
+        return f"{self.base}:unique:{digest}"
+
+    @property
+    def groups(self) -> str:
+        return f"{self.base}:groups"
+
+    @property
+    def group_start(self) -> str:
+        return f"{self.base}:groupstart"
+
+    def group(self, name: str) -> str:
+        """The members waiting in group ``name``."""
+        return f"{self.base}:group:{check_name('group name', name)}"
+
     def cron(self, entry: str) -> str:
         """The claim of the cron entry ``entry``, whose task runs on this queue."""
         return f"{self.base}:cron:{check_name('cron name', entry)}"
 
     def of_state(self, state: TaskState) -> str:
-        """The key holding the ids of tasks in ``state`` (a LIST for pending, a ZSET for the others)."""
+        """The key holding the ids of tasks in ``state``: a LIST for pending, a ZSET for the others but aggregating,
+        whose members sit in one list per group (:meth:`group`; ``Q:stats`` counts them as ``aggregating``)."""
+        if state is TaskState.AGGREGATING:
+            raise ValueError("aggregating tasks sit in one list per group: use group(name), and groups")
         return f"{self.base}:{state.value}"
 
 

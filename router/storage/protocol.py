@@ -76,20 +76,63 @@ def _text(value: Any) -> str:
 ENQUEUE_CREATED = 1
 ENQUEUE_REPEATED = 2
 ENQUEUE_CONFLICT = 0
+ENQUEUE_DUPLICATE = 3
 
 
-def enqueue(qk: QueueKeys, items: Sequence[tuple[str, Envelope] | tuple[str, Envelope, int]]) -> Call:
-    """Store each (task id, envelope[, run-at ms]) of one queue: pending at once, or scheduled until run-at."""
+@dataclass(frozen=True)
+class UniqueLock:
+    """The lock a unique task takes at enqueue: its key, how long it lasts, and its digest (released by the task's
+    end when ``until_finished``)."""
+
+    key: str
+    ttl_ms: int
+    digest: str
+    until_finished: bool = False
+
+
+@dataclass(frozen=True)
+class GroupJoin:
+    """The group an aggregated task joins, with the bounds that decide when the group is flushed."""
+
+    key: str
+    name: str
+    grace_ms: int
+    max_delay_ms: int
+    max_size: int
+
+
+@dataclass(frozen=True)
+class EnqueueItem:
+    """One task to store: its id, envelope, run-at time (0: now), and a unique lock or a group when it has one."""
+
+    task_id: str
+    envelope: Envelope
+    run_at_ms: int = 0
+    unique: UniqueLock | None = None
+    group: GroupJoin | None = None
+
+
+def enqueue(qk: QueueKeys, items: Sequence[EnqueueItem]) -> Call:
+    """Store the ``items`` of one queue: pending at once, scheduled until run-at, or waiting in their group."""
+    keys = [qk.messages, qk.pending, qk.wake, qk.stats, qk.done, qk.scheduled, qk.groups, qk.group_start]
     args: list[Arg] = []
     for item in items:
-        args.extend((item[0], item[1], item[2] if len(item) == 3 else 0))
-    keys = (qk.messages, qk.pending, qk.wake, qk.stats, qk.done, qk.scheduled)
-    return Call(ENQUEUE, keys, tuple(args))
+        opts = ""
+        if item.unique is not None:
+            keys.append(item.unique.key)
+            opts = f"u {len(keys)} {item.unique.ttl_ms}"
+        if item.group is not None:
+            g = item.group
+            keys.append(g.key)
+            opts += ("|" if opts else "") + f"g {len(keys)} {g.grace_ms} {g.max_delay_ms} {g.max_size} {g.name}"
+        args.extend((item.task_id, item.envelope, item.run_at_ms, opts))
+    return Call(ENQUEUE, tuple(keys), tuple(args))
 
 
-def parse_enqueue(reply: Any) -> list[int]:
-    """One ``ENQUEUE_*`` code per item of an :func:`enqueue` call."""
-    return [int(x) for x in reply]
+def parse_enqueue(reply: Any) -> list[tuple[int, str]]:
+    """One (``ENQUEUE_*`` code, detail) per item of an :func:`enqueue` call; the detail of
+    :data:`ENQUEUE_DUPLICATE` is the id of the task holding the lock."""
+    return [(int(reply[i]), _text(reply[i + 1])) for i in range(0, len(reply), 2)]
 
 
 # -- dequeue ------------------------------------------------------------------------------------------------------
@@ -160,11 +203,13 @@ def parse_dequeue(reply: Any) -> Dequeued:
 
 @dataclass(frozen=True)
 class Completion:
-    """A successful delivery to acknowledge; ``retain_until_ms`` 0 deletes the message at once."""
+    """A successful delivery to acknowledge; ``retain_until_ms`` 0 deletes the message at once. ``unique_lock``
+    is the "until finished" lock the task releases, if any."""
 
     member: str
     retain_until_ms: int = 0
     envelope: Envelope = ""
+    unique_lock: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,16 +220,21 @@ class Tombstones:
     cap: int = 100_000
 
 
-_ACK_HEAD, _ACK_ITEM = 3, 3  # ack's arguments: now, window, cap; then one triple per completion
+_ACK_HEAD, _ACK_ITEM = 3, 4  # ack's arguments: now, window, cap; then one quadruple per completion
 
 
 def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion], tombstones: Tombstones | None = None) -> Call:
     """Complete ``items`` of one queue whose leases the caller holds; read the reply with :func:`parse_ack`."""
     t = tombstones or Tombstones()
+    keys = [qk.active, qk.messages, qk.lost, qk.completed, qk.stats, qk.done, qk.leased, qk.waiters]
     args: list[Arg] = [now_ms, t.window_ms, t.cap]
     for c in items:
-        args.extend((wire(c.member), c.retain_until_ms, c.envelope))
-    return Call(ACK, (qk.active, qk.messages, qk.lost, qk.completed, qk.stats, qk.done, qk.leased), tuple(args))
+        lock = 0
+        if c.unique_lock is not None:
+            keys.append(c.unique_lock)
+            lock = len(keys)
+        args.extend((wire(c.member), c.retain_until_ms, c.envelope, lock))
+    return Call(ACK, tuple(keys), tuple(args))
 
 
 def parse_members(reply: Any) -> list[str]:
@@ -212,9 +262,12 @@ def retry(qk: QueueKeys, member: str, retry_at_ms: int, envelope: Envelope) -> C
     return Call(RETRY, keys, (wire(member), retry_at_ms, envelope))
 
 
-def archive(qk: QueueKeys, member: str, now_ms: int, envelope: Envelope, max_size: int, max_age_ms: int) -> Call:
-    """Move a delivery to the dead letter (bounded by ``max_size`` and ``max_age_ms``), if its lease is held."""
-    keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats, qk.leased)
+def archive(qk: QueueKeys, member: str, now_ms: int, envelope: Envelope, max_size: int, max_age_ms: int,
+            unique_lock: str | None = None) -> Call:
+    """Move a delivery to the dead letter (bounded by ``max_size`` and ``max_age_ms``), if its lease is held,
+    releasing its "until finished" ``unique_lock`` if it holds it."""
+    keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats, qk.leased, qk.waiters,
+            *((unique_lock,) if unique_lock else ()))
     return Call(ARCHIVE, keys, (wire(member), now_ms, envelope, max_size, now_ms - max_age_ms))
 
 

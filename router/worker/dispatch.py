@@ -12,7 +12,8 @@ never retried:
 * ``payload_invalid``: a payload its task's JSON Schema refuses (the producer's guard would have; another client
   or an older schema wrote it);
 * ``corrupt``: its bookkeeping is unusable (a lost-lease counter that is not a number);
-* ``lease_expired``: a task whose lease expired too many times, see :mod:`router.worker.leases`.
+* ``lease_expired``: a task whose lease expired too many times, see :mod:`router.worker.leases`;
+* ``deadline_exceeded``: a task delivered after its ``deadline``.
 
 Corruption found outside a delivery (stray active members, orphaned messages) is handled by
 :mod:`router.worker.integrity`.
@@ -25,6 +26,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from router.clock import Clock, to_ms
 from router.registry.fastcheck import Check, compile_fast
 from router.registry.model import Registry, ServiceSpec, TaskSpec
 from router.registry.payloads import payload_validator, payload_violations, thaw
@@ -42,8 +44,10 @@ from router.worker.state import Delivery
 class Dispatcher:
     """Turns raw deliveries of one service into runnable deliveries, dead-lettering the rest."""
 
-    def __init__(self, registry: Registry, spec: ServiceSpec, app: Service, outcomes: Settlements) -> None:
+    def __init__(self, registry: Registry, spec: ServiceSpec, app: Service, outcomes: Settlements,
+                 clock: Clock) -> None:
         self._registry = registry
+        self._clock = clock
         self._spec = spec
         self._app = app
         self._outcomes = outcomes
@@ -79,9 +83,16 @@ class Dispatcher:
         if too_often is not None:
             self._outcomes.archive(qk, d.member, env, "lease_expired", too_often)
             return None
+        timeout_s = env.timeout_s or spec.timeout_s
+        if env.deadline_ms is not None:
+            left_s = (env.deadline_ms - to_ms(self._clock())) / 1000
+            if left_s <= 0:
+                self._outcomes.archive(qk, d.member, env, "deadline_exceeded", "delivered after its deadline")
+                return None
+            timeout_s = min(timeout_s, left_s)
         task = Task(
             d.task_id, env.type, env.payload, self._spec.name, qk.queue, env.failures + d.lost_leases + 1,
-            max_retry, env.timeout_s or spec.timeout_s, env.enqueued_at_ms,
+            max_retry, timeout_s, env.enqueued_at_ms, env.deadline_ms,
         )
         return Delivery(qk, d.member, task, env, entry.is_async, solo=d.lost_leases >= SOLO_FROM_LOST_LEASES), entry
 

@@ -7,9 +7,11 @@ Queue order follows the service's priority mode (Asynq's two):
   weighted random order, so a heavy queue cannot starve a light one.
 
 How much: a worker holds at most ``concurrency + prefetch`` leases. The main loop fetches in batches in the same
-round trip as its acks; an idle worker's wake-up threads pipeline a dequeue behind each blocking pop, and reserve
-the slots it may fill first, so the limit holds however many threads (one per cluster slot) wake at once. While it
-holds a task that lost its lease repeatedly (leased alone: it may be what kills its workers, see
+round trip as its acks, reserving the slots it asks for. On a single server an idle worker's one wake-up thread
+pipelines a dequeue behind its blocking pop (the first task after idle costs one round trip), reserving the slots
+that dequeue may fill. With one wake-up thread per cluster slot, the threads only wake the main loop, which then
+fetches: a thread blocked on one queue must not hold slots that another queue's tasks could use. While it holds a
+task that lost its lease repeatedly (leased alone: it may be what kills its workers, see
 :mod:`~router.worker.leases`), a worker leases nothing more.
 """
 
@@ -62,7 +64,7 @@ class Fetcher:
 
     def __init__(self, queues: Sequence[QueueKeys], order: QueueOrder, settings: WorkerSettings, state: LoopState,
                  broker: SyncBroker, outcomes: Settlements, dispatcher: Dispatcher, leases: Leases,
-                 submit: Callable[[list[Job]], None]) -> None:
+                 submit: Callable[[list[Job]], None], pipelined_wakeups: bool = True) -> None:
         self._queues = list(queues)
         self._order = order
         self._concurrency = settings.concurrency
@@ -74,8 +76,9 @@ class Fetcher:
         self._dispatcher = dispatcher
         self._leases = leases
         self._submit = submit
+        self._pipelined = pipelined_wakeups
         self._reserve_lock = threading.Lock()
-        self.reserved = 0  # handler slots that wake-up fetches in flight may fill
+        self.reserved = 0  # handler slots that fetches in flight may fill
 
     def free_slots(self) -> int:
         """Deliveries this worker may still lease: capacity minus what it holds and wake-ups may bring."""
@@ -136,7 +139,9 @@ class Fetcher:
 
     def wake_plan(self, group: Sequence[QueueKeys]) -> list[Fetch]:
         """Waker thread: the dequeues to pipeline behind its next blocking pop, reserving the slots they may fill
-        (one thread per cluster slot plans at once: without the reservation they would each fill every slot)."""
+        (none with one thread per cluster slot: see the module docstring)."""
+        if not self._pipelined:
+            return []
         queues = [qk for qk in self._order() if qk in group]
         with self._reserve_lock:
             shares = _split(self._room(), len(queues))

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import structlog
 
 from router.errors import BrokerError
+from router.redisurl import redact
 from router.storage.broker import SyncBroker
-from router.storage.connection import TRANSIENT_ERRORS, redact
+from router.storage.connection import TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
 

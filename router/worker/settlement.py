@@ -16,16 +16,20 @@ from typing import Any
 
 import structlog
 
-from router.clock import Clock
-from router.errors import SkipRetry
+from router.clock import Clock, to_ms
+from router.errors import DeadlineExceeded, SkipRetry
 from router.registry.model import Registry
 from router.storage import protocol
 from router.storage.envelope import Envelope, encode, encode_result
 from router.storage.keys import QueueKeys
 from router.worker.backoff import Backoff
+from router.worker.execution import HandlerTimeout
 from router.worker.state import Delivery
 
 log = structlog.get_logger(__name__)
+
+#: A timeout this close to the task's deadline is the deadline (the two timers are not exactly in step).
+DEADLINE_SLACK_MS = 50
 
 
 @dataclass(frozen=True)
@@ -62,28 +66,47 @@ class Settlements:
         self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
 
     def complete(self, run: Delivery, result: Any) -> None:
-        """Queue the ack of a successful delivery (keeping its result when the task type retains results)."""
+        """Queue the ack of a successful delivery, keeping its result when the task type retains results (up to
+        the registry's ``limits.max_result_bytes``: a larger result is replaced by a note saying so)."""
         spec = self._registry.tasks[run.task.type]
+        lock = _lock_of(run.qk, run.envelope)
         if spec.retention_s:
-            keep_until = int((self._clock() + spec.retention_s) * 1000)
-            env = encode(replace(run.envelope, result=encode_result(result), completed_by=self._completed_by))
-            item = protocol.Completion(member=run.member, retain_until_ms=keep_until, envelope=env)
+            now = self._clock()
+            kept = replace(run.envelope, result=encode_result(result), completed_by=self._completed_by,
+                           completed_at_ms=to_ms(now))
+            env = encode(kept)
+            limit = self._registry.max_result_bytes
+            if len(env) > limit and len(env) - len(encode(replace(kept, result=None))) > limit:
+                note = (f"the result was not kept: it is over limits.max_result_bytes ({limit} bytes); return a "
+                        "reference to data stored elsewhere, or raise the limit in services.yaml")
+                env = encode(replace(kept, result=None, last_error=note))
+                log.warning("result_too_large", task_id=run.task.id, type=run.task.type, limit=limit)
+            item = protocol.Completion(run.member, to_ms(now + spec.retention_s), env, lock)
         else:
-            item = protocol.Completion(member=run.member)
+            item = protocol.Completion(member=run.member, unique_lock=lock)
         self._acks.setdefault(run.qk, []).append(item)
 
     def fail(self, run: Delivery, error: BaseException) -> None:
         """Queue a retry with backoff, or the archive when retries are exhausted or the handler said SkipRetry."""
         env, task = run.envelope, run.task
+        if isinstance(error, HandlerTimeout) and env.deadline_ms is not None \
+                and to_ms(self._clock()) >= env.deadline_ms - DEADLINE_SLACK_MS:
+            error = DeadlineExceeded(env.deadline_ms)  # it ran into its deadline, not its own timeout
         message = f"{type(error).__name__}: {error}"
         failures = task.attempt
         if isinstance(error, SkipRetry):
             self.archive(run.qk, run.member, env, "skip_retry", message, failures=failures)
+        elif isinstance(error, DeadlineExceeded):
+            self.archive(run.qk, run.member, env, "deadline_exceeded", message, failures=failures)
         elif failures > task.max_retry:
             self.archive(run.qk, run.member, env, "max_retry_exceeded", message, failures=failures)
         else:
             delay = self._backoff(failures, error)
             retry_at = int((self._clock() + delay) * 1000)
+            if env.deadline_ms is not None and retry_at >= env.deadline_ms:  # a retry could only start too late
+                why = f"{message}; its next attempt would start after its deadline"
+                self.archive(run.qk, run.member, env, "deadline_exceeded", why, failures=failures)
+                return
             new_env = encode(replace(env, failures=failures, last_error=message[:2000]))
             self._outbox.append((protocol.retry(run.qk, run.member, retry_at, new_env), "retried"))
             log.info("task_retry_scheduled", task_id=task.id, type=task.type, attempt=failures,
@@ -97,7 +120,8 @@ class Settlements:
         dead = replace(env, reason=reason, last_error=error[:2000], failures=failures)
         p = self._archive_policy
         now_ms = int(self._clock() * 1000)
-        call = protocol.archive(qk, member, now_ms, encode(dead), p.max_size, int(p.max_age_s * 1000))
+        call = protocol.archive(qk, member, now_ms, encode(dead), p.max_size, int(p.max_age_s * 1000),
+                                _lock_of(qk, env))
         self._outbox.append((call, "archived"))
         log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
 
@@ -160,3 +184,8 @@ class Settlements:
         self.stats["stale"] += len(acked.stale)
         for member in acked.stale:
             log.warning("stale_completion_refused", member=member, reason="lease no longer held")
+
+
+def _lock_of(qk: QueueKeys, env: Envelope) -> str | None:
+    """The "until finished" unique lock a task releases when it ends, if it has one."""
+    return qk.unique(env.unique) if env.unique else None

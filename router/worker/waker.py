@@ -73,9 +73,7 @@ class Waker:
         on_wake: OnWake,
         on_fatal: Callable[[BaseException], None],
     ) -> None:
-        groups: dict[int, list[QueueKeys]] = {}
-        for qk in queues:
-            groups.setdefault(key_slot(qk.wake.encode()) if cluster else 0, []).append(qk)
+        groups = _groups(queues, cluster)
         self._block_s = block_s
         self._plan = plan
         self._release = release
@@ -89,6 +87,11 @@ class Waker:
             threading.Thread(target=self._main, args=(group, broker_factory), name="router-waker", daemon=True)
             for group in groups.values()
         ]
+
+    @staticmethod
+    def thread_count(queues: Sequence[QueueKeys], cluster: bool) -> int:
+        """How many wake-up threads (one per cluster slot the queues' wake lists hash to) a worker runs."""
+        return len(_groups(queues, cluster))
 
     def start(self) -> None:
         for t in self._threads:
@@ -154,3 +157,10 @@ class Waker:
             broker.close()
         except BaseException as exc:
             self._on_fatal(exc)
+
+
+def _groups(queues: Sequence[QueueKeys], cluster: bool) -> dict[int, list[QueueKeys]]:
+    groups: dict[int, list[QueueKeys]] = {}
+    for qk in queues:
+        groups.setdefault(key_slot(qk.wake.encode()) if cluster else 0, []).append(qk)
+    return groups

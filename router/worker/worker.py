@@ -26,8 +26,8 @@ import structlog
 from redis.cluster import RedisCluster
 from redis.exceptions import AuthenticationError
 
-from router.clock import Clock, system_clock
-from router.errors import BrokerError, HandlerMismatch, WorkerCrashed
+from router.clock import Clock, system_clock, to_ms
+from router.errors import BrokerError, DeadlineExceeded, HandlerMismatch, WorkerCrashed
 from router.registry.appload import compare_handlers
 from router.registry.model import Registry, ServiceSpec
 from router.service import Service
@@ -52,7 +52,7 @@ from router.worker.waker import Fetched, Waker
 
 log = structlog.get_logger(__name__)
 
-_DONE, _WAKE, _SIGNAL, _FATAL = range(4)
+_DONE, _WAKE, _SIGNAL, _FATAL, _EXPIRED = range(5)
 #: A stop signal cuts short a round trip that has waited this long (Redis frozen, not down).
 UNSTICK_AFTER_S = 1.0
 _REDIS_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
@@ -110,7 +110,7 @@ class Worker:
             tombstones=protocol.Tombstones(int(s.dedupe_window_s * 1000), s.dedupe_max),
         )
         self.stats = self._outcomes.stats
-        self._dispatcher = Dispatcher(registry, self.spec, app, self._outcomes)
+        self._dispatcher = Dispatcher(registry, self.spec, app, self._outcomes, clock)
         self._leases = Leases(self.queues, s, clock)
         self._integrity = Integrity(self.queues, clock)
         self._heartbeat = Heartbeat(service_keys(self.spec), self.worker_id, [qk.queue for qk in self.queues],
@@ -139,13 +139,15 @@ class Worker:
         client = self._redis if self._redis is not None else connect(self.url, Role.CONSUMER)
         self._broker = SyncBroker(client)
         self._runner = HandlerRunner(self.settings.concurrency, self._on_done, self._claim, self._middleware)
-        fetch = self._fetch = Fetcher(self.queues, self._order, self.settings, self._state, self._broker,
-                                      self._outcomes, self._dispatcher, self._leases, self._runner.submit)
         # The dequeue pipelined behind a blocking pop is leased from the moment it was planned: keep the block
         # short next to the lease.
         block_s = min(BLOCK_S, self.settings.lease_s / 4)
-        waker = self._waker = Waker(self.queues, isinstance(client, RedisCluster), block_s, self._blocking_broker,
-                                    fetch.wake_plan, fetch.release, self._on_wake, self._on_fatal)
+        cluster = isinstance(client, RedisCluster)
+        fetch = self._fetch = Fetcher(self.queues, self._order, self.settings, self._state, self._broker,
+                                      self._outcomes, self._dispatcher, self._leases, self._runner.submit,
+                                      pipelined_wakeups=Waker.thread_count(self.queues, cluster) == 1)
+        waker = self._waker = Waker(self.queues, cluster, block_s, self._blocking_broker, fetch.wake_plan,
+                                    fetch.release, self._on_wake, self._on_fatal)
         self._signals.install()
         watching = threading.Event()
         threading.Thread(target=self._watch_stop, args=(watching,), name="router-stop-watch", daemon=True).start()
@@ -256,6 +258,9 @@ class Worker:
                 self._fetch.take_woken(value)
             elif kind == _SIGNAL:
                 self._signals.apply(value, self._state)
+            elif kind == _EXPIRED:  # its deadline passed while it waited for a handler slot
+                self._state.running.pop(value.member, None)
+                self._outcomes.fail(value, DeadlineExceeded(value.task.deadline_ms))
             elif kind == _FATAL:
                 if isinstance(value, BrokerError):  # Redis refused the wake-up thread (ACL): exit 4, not 5
                     raise value
@@ -271,6 +276,11 @@ class Worker:
         run = cast(Delivery, key)
         with self._claim_lock:
             if run.abandoned or not self._gate_open:  # a stop signal closed the gate: it goes back, unstarted
+                return False
+            deadline_ms = run.task.deadline_ms
+            if deadline_ms is not None and to_ms(self._clock()) >= deadline_ms:  # never started after its deadline
+                run.abandoned = True
+                self._events.put((_EXPIRED, run))
                 return False
             run.started = time.monotonic()
             return True

@@ -1,16 +1,18 @@
 -- ack: complete tasks whose lease the caller still holds.
 -- KEYS[1] Q:active  KEYS[2] Q:msg  KEYS[3] Q:lost  KEYS[4] Q:completed  KEYS[5] Q:stats  KEYS[6] Q:done
--- KEYS[7] Q:leased
+-- KEYS[7] Q:leased  KEYS[8] Q:waiters, then the unique locks the items name by index
 -- ARGV[1] now (ms)  ARGV[2] tombstone window (ms)  ARGV[3] tombstone cap
--- then triples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none)
+-- then quadruples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none), index
+-- of the task's unique lock in KEYS (0: none), released if the task still holds it (an "until finished" lock).
 -- Returns the members whose lease was no longer held (stale: another worker owns the task, or it was requeued).
 -- A task not retained leaves a tombstone in Q:done (so a late repeat of its enqueue is refused), kept for the
--- window and at most the cap. Expired retained results are trimmed, at most 100 per call.
+-- window and at most the cap. Expired retained results are trimmed, at most 100 per call. A task someone waits
+-- for (Q:waiters) has its end published, its id on the channel named like the Q:waiters key.
 local now = tonumber(ARGV[1])
 local stale = {}
 local done = 0
 local tombstones = {}
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   local member = ARGV[i]
   if redis.call('ZREM', KEYS[1], member) == 1 then
     local id = string.match(member, '^(.*):%d+$')
@@ -25,6 +27,9 @@ for i = 4, #ARGV, 3 do
       tombstones[#tombstones + 1] = now
       tombstones[#tombstones + 1] = id
     end
+    local lock = tonumber(ARGV[i + 3])
+    if lock > 0 and redis.call('GET', KEYS[lock]) == id then redis.call('DEL', KEYS[lock]) end
+    if redis.call('HDEL', KEYS[8], id) == 1 then redis.call('PUBLISH', KEYS[8], id) end
     done = done + 1
   else
     stale[#stale + 1] = member
