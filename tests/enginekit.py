@@ -205,7 +205,7 @@ def archived(client: Any, q: QueueKeys) -> dict[str, dict[str, Any]]:
 
 def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    paths = [str(FIXTURES), str(REPO)]
+    paths = [str(FIXTURES), str(REPO), str(FIXTURES.parent)]  # tests/ for the chaos app's ledger
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

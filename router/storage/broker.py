@@ -17,10 +17,11 @@ from typing import Any, cast
 
 import hiredis
 import redis
+import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from router.errors import BrokerError
-from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, SyncRedis
+from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, FailoverRefusal, SyncRedis, failover_refusal
 from router.storage.keys import QueueKeys, ServiceKeys
 from router.storage.protocol import Call, wire
 from router.task import TaskState
@@ -67,8 +68,12 @@ def _time_left(deadline: float | None) -> dict[str, float]:
     return {"timeout": left}
 
 
-def _refused(exc: ResponseError, what: str) -> BrokerError:
-    """A BrokerError for a command Redis refused (an ACL denial, out of memory, a script error), naming the fix."""
+def _refused(exc: ResponseError, what: str) -> BrokerError | FailoverRefusal:
+    """A BrokerError for a command Redis refused (an ACL denial, out of memory, a script error), naming the fix;
+    a refusal a failover heals (READONLY, NOREPLICAS, inside a script too) stays transient."""
+    failover = failover_refusal(exc)
+    if failover is not None:
+        return failover
     text = str(exc)
     denied = isinstance(exc, redis.exceptions.NoPermissionError) or "can't run this command" in text \
         or "no permissions" in text  # inside a script, an ACL denial is a script error
@@ -128,6 +133,11 @@ class _Line:
             conn.disconnect()  # closed by the server, or stray data: reconnect on send
         if conn is None:
             conn = self._conn = self._pool.get_connection()
+        elif getattr(conn, "_sock", None) is None:
+            # Reconnect here, not by send's implicit reconnect: that one goes back to the address the connection
+            # last had, while connect() of a Sentinel-managed connection asks the Sentinels for the master first
+            # (after a failover the old address is a replica, or dead).
+            conn.connect()
         return conn
 
     def execute(self, commands: Sequence[tuple[Any, ...]], deadline: float | None = None) -> list[Any] | None:
@@ -139,8 +149,8 @@ class _Line:
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            self._busy_since = time.monotonic()  # from here on (a reconnect included) a stop can cut the call short
             conn = self._usable()
-            self._busy_since = time.monotonic()
             try:
                 conn.send_packed_command(_pack(conn, commands))
                 replies: list[Any] = []
@@ -155,9 +165,13 @@ class _Line:
                 raise
             finally:
                 self._last_used = time.monotonic()
-                self._busy_since = None
         finally:
+            self._busy_since = None
             self._lock.release()
+
+    def interrupted(self) -> None:
+        """Reconnect before the next call (the server answered, but is no longer the one to talk to)."""
+        self._interrupted = True
 
     def interrupt(self) -> None:
         """From another thread: make a call blocked on the line fail at once (the socket is shut down, so Redis
@@ -244,7 +258,17 @@ class SyncBroker:
             raise
         except ResponseError as exc:  # raised before any reply: the health check's PING, or AUTH
             raise _refused(exc, "the connection's health check") from exc
+        if any(isinstance(r, ResponseError) and failover_refusal(r) is not None for r in replies):
+            self._drop_connections()
         return replies
+
+    def _drop_connections(self) -> None:
+        """After a failover refusal: this client's connections go to a server that is no longer a usable master,
+        so every one reconnects before its next call (through the Sentinels for a Sentinel URL)."""
+        if self._line is not None:
+            self._line.interrupted()
+        if isinstance(self.client, redis.Redis):
+            self.client.connection_pool.disconnect()
 
     def ping(self) -> None:
         """Check that Redis answers (transient errors propagate; a refusal is a BrokerError)."""
@@ -445,6 +469,9 @@ class AsyncBroker:
             pipe.execute_command(*_evalsha(call))
         with _refusals("the connection's health check"):
             replies = list(await pipe.execute(raise_on_error=False))
+        failover = any(isinstance(r, ResponseError) and failover_refusal(r) is not None for r in replies)
+        if failover and isinstance(self.client, redis.asyncio.Redis):
+            await self.client.connection_pool.disconnect()  # see SyncBroker._drop_connections
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 with _refusals(f"script {calls[i].script.name!r}"):

@@ -173,11 +173,12 @@ class Dequeued:
     cancelled: list[str] = field(default_factory=list)
 
 
-def dequeue(qk: QueueKeys, lease_ms: int, limit: int) -> Call:
-    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock)."""
+def dequeue(qk: QueueKeys, lease_ms: int, limit: int, solo_from: int = 0) -> Call:
+    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock); a task whose lease was
+    lost ``solo_from`` times or more (0: never) is leased alone."""
     keys = (qk.pending, qk.active, qk.messages, qk.paused, qk.seq, qk.wake, qk.lost, qk.leased, qk.stats, qk.done,
             qk.retry, qk.scheduled, qk.archived, qk.completed, qk.cancel_requests, qk.cancelled, qk.waiters)
-    return Call(DEQUEUE, keys, (lease_ms, limit))
+    return Call(DEQUEUE, keys, (lease_ms, limit, solo_from))
 
 
 def parse_dequeue(reply: Any) -> Dequeued:

@@ -36,7 +36,7 @@ from router.storage.keys import QueueKeys
 from router.storage.protocol import RawDelivery
 from router.storage.taskids import check_task_id
 from router.task import Task
-from router.worker.leases import lost_lease_verdict
+from router.worker.leases import SOLO_FROM_LOST_LEASES, lost_lease_verdict
 from router.worker.settlement import Settlements
 from router.worker.state import Delivery
 
@@ -94,7 +94,7 @@ class Dispatcher:
             d.task_id, env.type, env.payload, self._spec.name, qk.queue, env.failures + d.lost_leases + 1,
             max_retry, timeout_s, env.enqueued_at_ms, env.deadline_ms,
         )
-        return Delivery(qk, d.member, task, env, entry.is_async), entry
+        return Delivery(qk, d.member, task, env, entry.is_async, solo=d.lost_leases >= SOLO_FROM_LOST_LEASES), entry
 
     def _payload_problem(self, spec: TaskSpec, payload: Mapping[str, Any]) -> str | None:
         """Why ``payload`` violates its task's schema, or None (the fast path first, as the guard does)."""

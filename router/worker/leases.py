@@ -18,6 +18,11 @@ when a lease expires. Then:
    failures. A task whose lease expired more than ``max(max_retry, 3)`` times is archived with reason
    ``lease_expired`` (:func:`lost_lease_verdict`): it keeps killing or stalling its workers. Lost leases get
    that looser cap because a prefetched delivery of a killed worker never ran at all.
+   A task whose lease expired :data:`SOLO_FROM_LOST_LEASES` times or more is leased alone, and its worker leases
+   nothing more until it is settled: a task that kills its process then takes only itself down, so the tasks
+   that happened to die with it (recovered to the front of pending together, so fetched together again) reach
+   that count at most, never the archive's. One lost lease is the common case (a worker killed once) and
+   changes nothing.
 4. **Fencing.** Ack, retry and archive (``lua/ack.lua``, ``retry.lua``, ``archive.lua``) only act on a member
    still in the active set, so a worker that lost its lease cannot complete a task someone else now owns; its
    outcome is counted as ``stale``.
@@ -41,6 +46,8 @@ log = structlog.get_logger(__name__)
 
 #: Lost leases tolerated before a task is archived, whatever its ``max_retry`` (see the module docstring).
 MIN_LOST_LEASES_TO_ARCHIVE = 3
+#: Lost leases from which a task runs with no other task leased after it (see the module docstring).
+SOLO_FROM_LOST_LEASES = 2
 
 
 def lost_lease_verdict(lost_leases: int, max_retry: int) -> str | None:
