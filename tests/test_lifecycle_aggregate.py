@@ -29,8 +29,6 @@ def _services(size: int = 3, grace_s: float = 60.0, max_delay_s: float = 600.0) 
 
 def _worker(reg: router.Registry, url: str, batches: list[dict[str, Any]]) -> router.Worker:
     app = router.Service("svc")
-    app.add("svc.item", lambda t: None)
-    app.add("svc.note", lambda t: None)
     app.add("svc.batch", lambda t: batches.append({"type": t.type, **t.payload}))
     app.add("svc.notes", lambda t: batches.append({"type": t.type, **t.payload}))
     return router.Worker(reg, app, url=url, settings=fast_settings())
