@@ -128,8 +128,8 @@ def test_check_handlers_imports_from_the_given_directory(tmp_path: Path) -> None
 
 def test_an_aggregate_member_needs_no_handler_and_may_not_have_one(redis_url: str) -> None:
     """Members of an aggregate never run on their own: no handler is needed, and one would be dead code."""
-    reg = build_registry(redis_url, {"svc": {"tasks": {"svc.item": task(aggregate=AggregateSpec("svc.batch", 5, 60, 100)),
-                                                       "svc.batch": task()}}})
+    member = task(aggregate=AggregateSpec("svc.batch", 5, 60, 100))
+    reg = build_registry(redis_url, {"svc": {"tasks": {"svc.item": member, "svc.batch": task()}}})
     app = router.Service("svc")
     app.add("svc.batch", lambda t: None)
     assert compare_handlers(reg.services["svc"], reg, app) == []
