@@ -111,6 +111,8 @@ class CancelOutcome(str, Enum):
     ALREADY_CANCELLED = "already_cancelled"
     #: It had already ended (completed or archived): nothing changed.
     FINISHED = "finished"
+    #: No such task in the queues searched (never enqueued, or ended so long ago it was forgotten).
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

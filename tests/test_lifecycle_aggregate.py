@@ -34,18 +34,18 @@ def _worker(reg: router.Registry, url: str, batches: list[dict[str, Any]]) -> ro
     return router.Worker(reg, app, url=url, settings=fast_settings())
 
 
-def test_a_full_group_is_flushed_into_one_task(redis_url: str) -> None:
-    reg = build_registry(redis_url, _services(size=3))
+def test_a_full_group_is_flushed_into_one_task(target: tuple[str, Any]) -> None:
+    url, r = target
+    reg = build_registry(url, _services(size=3))
     batches: list[dict[str, Any]] = []
-    with router.Client(reg, url=redis_url) as c:
+    with router.Client(reg, url=url) as c:
         infos = [c.enqueue("svc.item", {"n": i}, group="daily") for i in range(4)]
         assert {i.state for i in infos} == {router.TaskState.AGGREGATING}
         assert c.get_task(infos[0]).state is router.TaskState.AGGREGATING
-        _worker(reg, redis_url, batches).run(burst=True)
+        _worker(reg, url, batches).run(burst=True)
         assert batches == [{"type": "svc.batch", "group": "daily", "items": [{"n": 0}, {"n": 1}, {"n": 2}]}]
         assert c.get_task(infos[0]).state is router.TaskState.COMPLETED  # its work went into the batch
         assert c.get_task(infos[3]).state is router.TaskState.AGGREGATING  # the fourth waits for more
-    r = raw_client(redis_url)
     assert stats(r, qk(reg, "svc"))["aggregating"] == 1
     r.close()
 

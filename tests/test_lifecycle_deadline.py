@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from enginekit import FakeClock, build_registry, fast_settings, task
@@ -31,14 +32,15 @@ def _app(ran: list[str]) -> router.Service:
     return app
 
 
-def test_a_task_past_its_deadline_never_starts(redis_url: str) -> None:
-    reg = build_registry(redis_url, SERVICES)
+def test_a_task_past_its_deadline_never_starts(target: tuple[str, Any]) -> None:
+    url, _ = target
+    reg = build_registry(url, SERVICES)
     clock = FakeClock(start=time.time())
     ran: list[str] = []
-    with router.Client(reg, url=redis_url, clock=clock) as c:
+    with router.Client(reg, url=url, clock=clock) as c:
         info = c.enqueue("svc.job", {}, deadline=clock.now + 10)
         clock.advance(20)
-        router.Worker(reg, _app(ran), url=redis_url, settings=fast_settings(), clock=clock).run(burst=True)
+        router.Worker(reg, _app(ran), url=url, settings=fast_settings(), clock=clock).run(burst=True)
         detail = c.get_task(info)
     assert ran == [] and (detail.state, detail.reason) == (router.TaskState.ARCHIVED, "deadline_exceeded")
     assert detail.deadline_ms == int((clock.now - 20 + 10) * 1000)

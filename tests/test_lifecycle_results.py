@@ -40,9 +40,10 @@ def _app(gate: threading.Event | None = None) -> router.Service:
     return app
 
 
-def test_get_task_reports_every_state(redis_url: str) -> None:
-    reg = build_registry(redis_url, SERVICES)
-    with router.Client(reg, url=redis_url) as c:
+def test_get_task_reports_every_state(target: tuple[str, Any]) -> None:
+    url, _ = target
+    reg = build_registry(url, SERVICES)
+    with router.Client(reg, url=url) as c:
         kept = c.enqueue("svc.kept", {"n": 21})
         bare = c.enqueue("svc.bare", {})
         fails = c.enqueue("svc.fails", {"x": 1})
@@ -53,7 +54,7 @@ def test_get_task_reports_every_state(redis_url: str) -> None:
         assert pending.enqueued_at_ms is not None and pending.result is None
         scheduled = c.get_task(later)
         assert scheduled.state is router.TaskState.SCHEDULED and scheduled.next_run_at_ms is not None
-        router.Worker(reg, _app(), url=redis_url, settings=fast_settings()).run(burst=True)
+        router.Worker(reg, _app(), url=url, settings=fast_settings()).run(burst=True)
         done = c.get_task(kept)
         assert (done.state, done.result, done.result_kept) == (router.TaskState.COMPLETED, {"total": 42}, True)
         assert done.result_expires_at_ms is not None and done.ended_at_ms is not None
@@ -77,15 +78,16 @@ def test_an_id_in_two_queues_is_ambiguous(redis_url: str) -> None:
         assert c.get_task("same", service="two").service == "two"
 
 
-def test_wait_returns_when_the_task_ends_without_polling(redis_url: str) -> None:
-    reg = build_registry(redis_url, SERVICES)
+def test_wait_returns_when_the_task_ends_without_polling(target: tuple[str, Any]) -> None:
+    url, r = target
+    reg = build_registry(url, SERVICES)
     gate = threading.Event()
-    worker = router.Worker(reg, _app(gate), url=redis_url, settings=fast_settings())
+    worker = router.Worker(reg, _app(gate), url=url, settings=fast_settings())
     thread = threading.Thread(target=worker.run)
     thread.start()
     looks: list[str] = []
     try:
-        with router.Client(reg, url=redis_url) as c:
+        with router.Client(reg, url=url) as c:
             info = c.enqueue("svc.kept", {"n": 5})
             original = Client._look
 
@@ -102,7 +104,6 @@ def test_wait_returns_when_the_task_ends_without_polling(redis_url: str) -> None
     assert (done.state, done.result) == (router.TaskState.COMPLETED, {"total": 10})
     # One look that registers the waiter, and one when the end is published (a re-check every 2 s at most).
     assert looks[0] == "enter" and len(looks) <= 3, looks
-    r = raw_client(redis_url)
     assert r.hlen(qk(reg, "svc").waiters) == 0
     r.close()
 

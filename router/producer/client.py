@@ -200,8 +200,11 @@ class Client:
 
     def cancel(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> CancelResult:
         """Cancel a task: one that has not started never runs; a running one is stopped by its worker (see
-        :class:`~router.task.CancelOutcome`). Safe to repeat."""
-        qk, task_id, look = self._find(task, service, queue)
+        :class:`~router.task.CancelOutcome`; an id found nowhere is ``UNKNOWN``). Safe to repeat."""
+        try:
+            qk, task_id, look = self._find(task, service, queue)
+        except TaskNotFound:
+            return lifecycle.not_found(task, service, queue)
         call = lifecycle.cancel_call(qk, task_id, look, int(time.time() * 1000))
         return lifecycle.cancel_result(qk, task_id, self._retrying(lambda: self._broker.run(call)))
 
@@ -325,7 +328,10 @@ class AsyncClient:
 
     async def cancel(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> CancelResult:
         """Cancel a task; see :meth:`Client.cancel`."""
-        qk, task_id, look = await self._find(task, service, queue)
+        try:
+            qk, task_id, look = await self._find(task, service, queue)
+        except TaskNotFound:
+            return lifecycle.not_found(task, service, queue)
         call = lifecycle.cancel_call(qk, task_id, look, int(time.time() * 1000))
         return lifecycle.cancel_result(qk, task_id, await self._retrying(lambda: self._broker.run(call)))
 

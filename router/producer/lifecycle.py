@@ -109,11 +109,16 @@ def cancel_call(qk: QueueKeys, task_id: str, look: protocol.Lookup, now_ms: int)
 
 
 def cancel_result(qk: QueueKeys, task_id: str, reply: Any) -> CancelResult:
-    """What a cancel call did; a task gone meanwhile is TaskNotFound."""
+    """What a cancel call did."""
     outcome, before = protocol.parse_cancel(reply)
-    if outcome == "unknown":
-        raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
     return CancelResult(task_id, qk.service, qk.queue, CancelOutcome(outcome), before)
+
+
+def not_found(task: TaskRef, service: str | None, queue: str | None) -> CancelResult:
+    """The cancel result for a task found in none of the queues searched."""
+    if isinstance(task, TaskInfo):
+        return CancelResult(task.id, task.service, task.queue, CancelOutcome.UNKNOWN, "unknown")
+    return CancelResult(task, service or "", queue or "", CancelOutcome.UNKNOWN, "unknown")
 
 
 def _ms(text: str) -> int | None:
