@@ -28,7 +28,8 @@ from router.errors import (
     Violation,
     WaitTimeout,
 )
-from router.producer.client import AsyncClient, Client
+from router.producer.asyncclient import AsyncClient
+from router.producer.client import Client
 from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, UniquePolicy, load
 from router.registry.model import CatchUp
 from router.scheduler import Scheduler, SchedulerSettings

@@ -8,7 +8,7 @@ registry, unless the caller names a service or queue) in one round trip; one hit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router.errors import AmbiguousTaskId, InvalidOption, TaskNotFound
@@ -126,3 +126,9 @@ def _ms(text: str) -> int | None:
         return int(float(text))
     except ValueError:
         return None
+
+
+def is_end_of(message: Mapping[str, Any], task_id: str) -> bool:
+    """Whether a pub/sub message on a queue's waiters channel announces the end of ``task_id``."""
+    data = message.get("data")
+    return isinstance(data, bytes) and data.decode("utf-8", "surrogateescape") == task_id
