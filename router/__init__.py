@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from router.errors import (
+    AmbiguousTaskId,
     AppLoadError,
     BrokerError,
     ConfigError,
@@ -20,22 +21,29 @@ from router.errors import (
     Problem,
     RouterError,
     SkipRetry,
+    TaskCancelled,
     TaskIdConflict,
+    TaskNotFound,
     UnknownTaskType,
     Violation,
+    WaitTimeout,
 )
-from router.producer.client import AsyncClient, Client
+from router.producer.asyncclient import AsyncClient
+from router.producer.client import Client
 from router.registry import CronSpec, PriorityMode, QueueSpec, Registry, ServiceSpec, TaskSpec, UniquePolicy, load
 from router.registry.model import CatchUp
 from router.scheduler import Scheduler, SchedulerSettings
 from router.service import Service
-from router.task import Task, TaskInfo, TaskState
+from router.task import CancelOutcome, CancelResult, Task, TaskDetail, TaskInfo, TaskState
 from router.worker import Worker, WorkerSettings
 
 __all__ = [
+    "AmbiguousTaskId",
     "AppLoadError",
     "AsyncClient",
     "BrokerError",
+    "CancelOutcome",
+    "CancelResult",
     "CatchUp",
     "Client",
     "ConfigError",
@@ -62,13 +70,17 @@ __all__ = [
     "ServiceSpec",
     "SkipRetry",
     "Task",
+    "TaskCancelled",
+    "TaskDetail",
     "TaskIdConflict",
     "TaskInfo",
+    "TaskNotFound",
     "TaskSpec",
     "TaskState",
     "UniquePolicy",
     "UnknownTaskType",
     "Violation",
+    "WaitTimeout",
     "Worker",
     "WorkerSettings",
     "load",

@@ -217,6 +217,35 @@ class EnqueueOutcomeUnknown(EnqueueError):
         super().__init__(f"enqueue of task {task_id!r} may or may not have happened ({cause}). {advice}")
 
 
+class TaskNotFound(RouterError, LookupError):
+    """No task with this id is in the queues searched (never enqueued, or ended so long ago it was forgotten)."""
+
+    def __init__(self, task_id: str, where: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task {task_id!r} in {where}; check the id, and give service= and queue= if it was "
+                         "enqueued with a queue override. Ended tasks are forgotten after their retention (results), "
+                         "the archive's bounds, or the dedupe window (tasks whose result is not kept)")
+
+
+class AmbiguousTaskId(RouterError, LookupError):
+    """Task ids are unique per queue: this id names tasks in more than one of the queues searched."""
+
+    def __init__(self, task_id: str, places: Sequence[str]) -> None:
+        self.task_id = task_id
+        self.places = tuple(places)
+        super().__init__(f"task id {task_id!r} exists in {', '.join(places)}; give service= and queue= to say which")
+
+
+class WaitTimeout(RouterError, TimeoutError):
+    """``wait`` gave up: the task had not ended within the timeout (it keeps going; wait again or cancel it)."""
+
+    def __init__(self, task_id: str, timeout_s: float, state: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        super().__init__(f"task {task_id!r} did not end within {timeout_s:g} s (it is {state}); wait again with a "
+                         "longer timeout_s, or cancel it")
+
+
 class BrokerError(RouterError):
     """Redis is unreachable or refused a command (connection, auth, ACL, out of memory)."""
 
@@ -270,6 +299,11 @@ class HandlerMismatch(HandlerError):
 
 class SkipRetry(Exception):
     """Raise from a handler to archive the task at once instead of retrying it."""
+
+
+class TaskCancelled(Exception):
+    """Raise from a handler that noticed ``task.cancelled`` to stop early: the task ends as cancelled (any error
+    raised after a cancel request does the same; returning normally completes it)."""
 
 
 class DeadlineExceeded(Exception):

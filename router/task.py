@@ -60,3 +60,69 @@ class TaskInfo:
     service: str
     queue: str
     state: TaskState
+
+
+#: The states a task can end in: ``wait`` returns once the task is in one of them.
+FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.ARCHIVED, TaskState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """A task as stored now (``Client.get_task``, ``Client.wait``).
+
+    ``result`` is the handler's return value when the task type keeps results (``retention_s``) and it completed;
+    ``result_kept`` says whether it was (a completed task whose result is not kept is remembered only by id, for
+    the dedupe window, with no payload). ``error`` is the last failure, ``reason`` why it was archived or cancelled.
+    Times are ms since the epoch: ``next_run_at_ms`` of a scheduled or retrying task, ``ended_at_ms`` of an ended
+    one, ``result_expires_at_ms`` of a kept result.
+    """
+
+    id: str
+    service: str
+    queue: str
+    state: TaskState
+    type: str | None = None
+    payload: Mapping[str, Any] | None = None
+    result: Any = None
+    result_kept: bool = False
+    error: str | None = None
+    reason: str | None = None
+    failures: int = 0
+    enqueued_at_ms: int | None = None
+    next_run_at_ms: int | None = None
+    ended_at_ms: int | None = None
+    result_expires_at_ms: int | None = None
+    deadline_ms: int | None = None
+    group: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the task has ended (completed, archived or cancelled)."""
+        return self.state in FINAL_STATES
+
+
+class CancelOutcome(str, Enum):
+    """What ``Client.cancel`` did."""
+
+    #: It had not started (pending, scheduled, retrying or aggregating): it is cancelled now and will not run.
+    CANCELLED = "cancelled"
+    #: It is running: its worker was asked to stop it (an ``async def`` handler is cancelled, a sync one sees
+    #: ``task.cancelled``); it ends as cancelled unless it completes first.
+    REQUESTED = "requested"
+    #: It was cancelled before.
+    ALREADY_CANCELLED = "already_cancelled"
+    #: It had already ended (completed or archived): nothing changed.
+    FINISHED = "finished"
+    #: No such task in the queues searched (never enqueued, or ended so long ago it was forgotten).
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """The outcome of a cancel, and the state the task was in when it was asked."""
+
+    id: str
+    service: str
+    queue: str
+    outcome: CancelOutcome
+    state_before: str

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import pytest
 import redis
 from enginekit import raw_client, router_url
+from ledger import Ledger
 from redis.cluster import RedisCluster
 
 from router.errors import LocalRedisError
@@ -154,6 +156,12 @@ def fresh_redis_server(request: pytest.FixtureRequest) -> RedisServer:
     request.addfinalizer(server.stop)
     server.start()
     return server
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    """The chaos tests' ledger (tests/ledger.py): producer acks in this process, handler records in files."""
+    return Ledger(tmp_path / "ledger")
 
 
 # --- cluster and sentinel -----------------------------------------------------------------------

@@ -8,6 +8,8 @@ message naming what it waited for.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import json
 import os
 import signal
@@ -126,17 +128,25 @@ def write_registry_yaml(path: Path, services: Mapping[str, Mapping[str, Any]], u
             if opt in svc:
                 out[opt] = svc[opt]
         out["tasks"] = {}
+        targets = {d["aggregate"].into for d in dict(svc.get("tasks", {})).values() if d.get("aggregate")}
         for ttype, declared in dict(svc.get("tasks", {})).items():
             decl = dict(declared)
-            entry: dict[str, Any] = {
-                "queue": decl.pop("queue", "default"),
-                "payload": dict(decl.pop("schema", ANY_OBJECT)),
-            }
-            entry.update(decl)
+            entry: dict[str, Any] = {"queue": decl.pop("queue", "default")}
+            schema = dict(decl.pop("schema", ANY_OBJECT))
+            if ttype not in targets:  # an aggregate's schema is derived from its members'
+                entry["payload"] = schema
+            entry.update({k: _yaml_value(v) for k, v in decl.items()})
             out["tasks"][ttype] = entry
         doc["services"][name] = out
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def _yaml_value(value: Any) -> Any:
+    """A TaskSpec field as services.yaml spells it (an AggregateSpec as a mapping, an enum as its value)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def fast_settings(**overrides: Any) -> WorkerSettings:
@@ -205,7 +215,7 @@ def archived(client: Any, q: QueueKeys) -> dict[str, dict[str, Any]]:
 
 def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    paths = [str(FIXTURES), str(REPO)]
+    paths = [str(FIXTURES), str(REPO), str(FIXTURES.parent)]  # tests/ for the chaos app's ledger
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

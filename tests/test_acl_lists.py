@@ -14,6 +14,7 @@ from enginekit import REPO, build_registry, fast_settings, qk, task, wait_for
 
 import router
 from router.ops.localredis import RedisServer
+from router.registry.model import AggregateSpec
 
 DOC = REPO / "docs" / "operations.md"
 
@@ -116,3 +117,41 @@ def test_a_worker_missing_a_documented_command_is_refused_with_a_broker_error(
         runner.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], router.BrokerError), outcome
     assert "ACL user" in str(outcome[0])
+
+
+LIFECYCLE = {"email": {"prefix": "email", "tasks": {
+    "email.x": task(retention_s=60),
+    "email.once": task(unique_s=60, unique_policy=router.UniquePolicy.UNTIL_FINISHED),
+    "email.line": task(aggregate=AggregateSpec("email.lines", grace_s=0.05, max_delay_s=1, max_size=2)),
+    "email.lines": task(),
+}}}
+
+
+def test_the_documented_lists_cover_unique_groups_cancel_and_wait(fresh_redis_server: RedisServer) -> None:
+    producer_url = _create(fresh_redis_server, "email-producer", _acl_rules("email-producer"))
+    client_url = _create(fresh_redis_server, "email-client", _acl_rules("email-client"))
+    worker_url = _create(fresh_redis_server, "email-worker", _acl_rules("email-worker"))
+    reg = build_registry(worker_url, LIFECYCLE)
+    app = router.Service("email")
+    app.add("email.x", lambda t: "done")
+    app.add("email.once", lambda t: None)
+    app.add("email.lines", lambda t: len(t.payload["items"]))
+    with router.Client(reg, url=producer_url) as producer:
+        producer.enqueue("email.once", {"k": 1})
+        with pytest.raises(router.DuplicateTask):
+            producer.enqueue("email.once", {"k": 1})
+        producer.enqueue_many([("email.line", {"n": 1}, {"group": "g"}), ("email.line", {"n": 2}, {"group": "g"})])
+        later = producer.enqueue("email.x", {}, process_in=600)
+        waited = producer.enqueue("email.x", {})
+    worker = router.Worker(reg, app, url=worker_url, settings=fast_settings())
+    thread = threading.Thread(target=worker.run)
+    with router.Client(reg, url=client_url) as client:
+        assert client.cancel(later).outcome is router.CancelOutcome.CANCELLED
+        thread.start()
+        try:
+            assert client.wait(waited, timeout_s=20).result == "done"
+            wait_for(lambda: worker.stats["processed"] == 3, 20, "the unique task and the aggregate to run")
+        finally:
+            worker.stop()
+            thread.join(30)
+    assert worker.stats["processed"] == 3 and worker.stats["stale"] == 0

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from enginekit import build_registry, task
 from regkit import EXAMPLE, REPO, write
 
 import router
 from router.registry.appload import AppLoadError, check_handlers, compare_handlers, load_app
-from router.registry.model import Registry
+from router.registry.model import AggregateSpec, Registry
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_load_app_returns_the_service() -> None:
     """load_app imports "pkg.module:attr" and returns the router.Service it names."""
     registry = router.load(EXAMPLE, env={})
     app = load_app(registry.services["email"])
-    assert isinstance(app, router.Service) and set(app) == {"email.welcome", "email.receipt"}
+    assert isinstance(app, router.Service) and set(app) == {"email.welcome", "email.receipt", "email.digest"}
     assert app["email.receipt"].is_async and not app["email.welcome"].is_async
 
 
@@ -123,3 +124,15 @@ def test_check_handlers_imports_from_the_given_directory(tmp_path: Path) -> None
         sys.modules.pop(module, None)
     assert [p.code for p in found] == ["app-missing"]
     assert str(tmp_path) not in sys.path
+
+
+def test_an_aggregate_member_needs_no_handler_and_may_not_have_one(redis_url: str) -> None:
+    """Members of an aggregate never run on their own: no handler is needed, and one would be dead code."""
+    member = task(aggregate=AggregateSpec("svc.batch", 5, 60, 100))
+    reg = build_registry(redis_url, {"svc": {"tasks": {"svc.item": member, "svc.batch": task()}}})
+    app = router.Service("svc")
+    app.add("svc.batch", lambda t: None)
+    assert compare_handlers(reg.services["svc"], reg, app) == []
+    app.add("svc.item", lambda t: None)
+    [problem] = compare_handlers(reg.services["svc"], reg, app)
+    assert problem.code == "handler-aggregated" and "remove the handler" in problem.message

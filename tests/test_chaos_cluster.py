@@ -23,6 +23,7 @@ from enginekit import (
     write_registry_yaml,
 )
 from enginekit import stats as qstats
+from ledger import Ledger
 
 import router
 
@@ -37,18 +38,22 @@ SERVICES = {
 }
 
 
-def test_cluster_lifecycle_with_kill_9_recovery(cluster_url: str, redis_url: str, tmp_path: Path) -> None:
+def test_cluster_lifecycle_with_kill_9_recovery(
+    cluster_url: str, redis_url: str, tmp_path: Path, ledger: Ledger
+) -> None:
     url = router_url(cluster_url, is_cluster=True)
     reg = build_registry(url, SERVICES)
     path = write_registry_yaml(tmp_path / "services.yaml", SERVICES, PLACEHOLDER_URL)
     r = raw_client(url)
     rec = Recorder(raw_client(redis_url), "cluster")
-    env = chaos_env(redis_url, "cluster")
+    env = {**chaos_env(redis_url, "cluster"), **ledger.env()}
     d, crit = qk(reg, "chaos", "default"), qk(reg, "chaos", "critical")
     with router.Client(reg, url=url) as c:
         quick = [c.enqueue("chaos.work", {"i": i}, queue=("critical" if i % 2 else "default")).id for i in range(10)]
         flaky = c.enqueue("chaos.work", {"fail_until": 1}).id
         doomed = c.enqueue("chaos.work", {"fail": True}, max_retry=1, queue="critical").id
+    for tid in [*quick, flaky, doomed]:
+        ledger.ok(tid)
     with workers() as procs:
         first = start_worker(path, "chaos", url, concurrency=20, lease_s=2.0, maintenance_s=0.5, extra_env=env)
         procs.append(first)
@@ -63,6 +68,8 @@ def test_cluster_lifecycle_with_kill_9_recovery(cluster_url: str, redis_url: str
         with router.Client(reg, url=url) as c:
             gated = {c.enqueue("chaos.work", {"gate": "g", "i": i}, queue=("critical" if i % 2 else "default")).id
                      for i in range(10)}  # fmt: skip
+        for tid in gated:
+            ledger.ok(tid)
         wait_for(lambda: gated <= {t for t, _, _ in rec.entries("started")}, 20, "gated tasks running")
         first.signal(signal.SIGKILL)
         killed_at = time.monotonic()
@@ -75,11 +82,12 @@ def test_cluster_lifecycle_with_kill_9_recovery(cluster_url: str, redis_url: str
         wait_for(lambda: qstats(r, d).get("processed", 0) + qstats(r, crit).get("processed", 0) == 21, 10,
                  "all acks")  # fmt: skip
         second.signal(signal.SIGTERM)
-        assert second.wait(15) == 0
-    done = rec.per_task("done")
-    print(f"\n[cluster kill -9] 10 in flight recovered {recovery_s:.2f} s after SIGKILL; "
-          f"completed more than once: {sum(1 for n in done.values() if n > 1)}")
-    assert all(done[t] == 1 for t in gated)
+        crashes = int(second.wait(15) != 0)
+    v = ledger.check(r, [d, crit])
+    print(f"\n[cluster kill -9, 10 parked in flight] lost {len(v.lost)}, duplicated {v.duplicated}, crashes {crashes}, "
+          f"recovery {recovery_s:.2f} s after SIGKILL; {v.figures()}")
+    assert v.lost == set() and v.duplicated == 0 and crashes == 0 and v.archived == {doomed}
+    assert all(n == 1 for n in ledger.completions().values()) and ledger.completed_ids() == {*quick, flaky, *gated}
     assert sum(e["count"] for e in second.find("leases_recovered")) == 10
     sd, sc = qstats(r, d), qstats(r, crit)
     assert sd["recovered"] + sc["recovered"] == 10

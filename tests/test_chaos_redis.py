@@ -15,9 +15,7 @@ import structlog
 from enginekit import (
     CHAOS_SERVICES,
     PLACEHOLDER_URL,
-    Recorder,
     build_registry,
-    chaos_env,
     fast_settings,
     qk,
     raw_client,
@@ -28,113 +26,69 @@ from enginekit import (
     write_registry_yaml,
 )
 from enginekit import stats as qstats
+from ledger import Ledger, Producer, wait_all_settled
 
 import router
 from router.service import Service
+from router.storage.connection import TIMEOUTS, Role
 
 pytestmark = pytest.mark.chaos
-
-
-class Producer(threading.Thread):
-    """Enqueues ``n`` tasks with fixed ids; an unknown outcome is repeated with the same id, and a conflict
-    after an unknown outcome means the first attempt had landed (success)."""
-
-    def __init__(self, reg: router.Registry, url: str, n: int) -> None:
-        super().__init__(daemon=True)
-        self.client = router.Client(reg, url=url)
-        self.n = n
-        self.acked: list[str] = []
-        self.unknown = 0
-        self.conflicts_after_unknown = 0
-        self.error: BaseException | None = None
-        self._pace = threading.Event()
-
-    def run(self) -> None:
-        try:
-            for i in range(self.n):
-                tid = f"p-{i:04d}"
-                uncertain = False
-                for _ in range(200):
-                    try:
-                        self.client.enqueue("chaos.work", {"i": i}, task_id=tid)
-                    except router.EnqueueOutcomeUnknown:
-                        uncertain = True
-                        self.unknown += 1
-                        self._pace.wait(0.05)  # back off while Redis is down
-                        continue
-                    except router.TaskIdConflict:
-                        if not uncertain:
-                            raise
-                        self.conflicts_after_unknown += 1
-                    self.acked.append(tid)
-                    break
-                else:
-                    raise AssertionError(f"could not enqueue {tid} in 200 attempts")
-                self._pace.wait(0.002)  # spread the load over the restart
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.client.close()
+LEASE_S = 2.0
 
 
 def test_redis_restart_under_load_loses_no_acknowledged_task(
-    fresh_redis_server: Any, redis_url: str, tmp_path: Path
+    fresh_redis_server: Any, tmp_path: Path, ledger: Ledger
 ) -> None:
+    """Matrix #7: Redis restarted (AOF replayed) under a producer and a worker. The producer repeats every
+    ``EnqueueOutcomeUnknown`` with the same task id, as the README says: no task may be created twice."""
     server = fresh_redis_server
     url = server.url
     reg = build_registry(url, CHAOS_SERVICES)
     q = qk(reg, "chaos")
     path = write_registry_yaml(tmp_path / "services.yaml", CHAOS_SERVICES, PLACEHOLDER_URL)
-    rec_client = raw_client(redis_url)  # deliveries are recorded outside the Redis that restarts
-    rec = Recorder(rec_client, "restart")
     r = raw_client(url)
     with workers() as procs:
         w = start_worker(path, "chaos", url, concurrency=4, lease_s=2.0, maintenance_s=0.5,
-                         extra_env=chaos_env(redis_url, "restart"))  # fmt: skip
+                         extra_env=ledger.env())  # fmt: skip  # executions recorded outside the Redis that restarts
         procs.append(w)
         wait_for(lambda: w.has_event("worker_started"), 30, f"the worker to start\n{w.log_tail()}")
-        producer = Producer(reg, url, 600)
+        producer = Producer(reg, url, ledger, 600, rate_per_s=500, prefix="p")
         producer.start()
-        wait_for(lambda: len(producer.acked) >= 150 or producer.error, 30, "the producer to get going")
+        wait_for(lambda: len(ledger.ids("ok")) >= 150 or producer.error, 30, "the producer to get going")
         # Restart with a gap: SIGTERM (the AOF is flushed), stay down until both the producer and the worker have
         # hit the outage, then start again on the same port and directory (the AOF is replayed).
         restart_at = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)
         wait_for(lambda: not server.is_running, 10, "redis-server to exit")
-        wait_for(lambda: producer.unknown >= 1 and w.has_event("redis_unavailable"), 20,
+        wait_for(lambda: producer.unknown_outcomes >= 1 and w.has_event("redis_unavailable"), 20,
                  f"the producer and the worker to meet the outage\n{w.log_tail()}")  # fmt: skip
         server.start()
         restart_s = time.monotonic() - restart_at
         producer.join(60)
         assert not producer.is_alive() and producer.error is None, producer.error
-        acked = set(producer.acked)
-        wait_for(lambda: acked <= set(rec.per_task("done")), 30,
-                 f"every acknowledged enqueue to be processed\n{w.log_tail()}")  # fmt: skip
         # A delivery whose dequeue reply was lost in the restart sits in active until its lease is recovered.
-        wait_for(lambda: r.llen(q.pending) + r.zcard(q.active) + r.zcard(q.retry) == 0, 15,
-                 f"the queue to drain\n{w.log_tail()}")  # fmt: skip
+        wait_for(lambda: wait_all_settled(ledger, r, [q]), 30,
+                 f"every acknowledged enqueue processed and the queue drained\n{w.log_tail()}")  # fmt: skip
         assert w.proc.poll() is None, f"the worker exited during the outage\n{w.log_tail()}"
         events = w.event_names()
         w.signal(signal.SIGTERM)
-        assert w.wait(15) == 0
-    done = rec.per_task("done")
-    duplicates = sum(1 for c in done.values() if c > 1)
+        crashes = int(w.wait(15) != 0)
+    v = ledger.check(r, [q])
     down = events.index("redis_unavailable") if "redis_unavailable" in events else -1
-    outage = [e for e in w.find("redis_available")]
-    print(f"\n[redis restart] {len(acked)} acknowledged, {len(acked - set(done))} lost, {duplicates} processed twice, "
-          f"{producer.unknown} unknown outcomes repeated ({producer.conflicts_after_unknown} had landed), "
-          f"Redis down {restart_s:.2f} s, worker outage {outage[0]['outage_s'] if outage else '?'} s")
-    assert len(acked) == 600
-    assert acked - set(done) == set()
-    assert down >= 0, "the worker never logged redis_unavailable"
-    assert "redis_available" in events[down:], "the worker never logged redis_available after the outage"
+    outage = w.find("redis_available")
+    print(f"\n[redis restart] lost {len(v.lost)}, duplicated {v.duplicated}, crashes {crashes}, created twice "
+          f"{v.created - v.acked}, {producer.unknown_outcomes} unknown outcomes repeated with their id "
+          f"({producer.conflicts} had landed), Redis down {restart_s:.2f} s, worker outage "
+          f"{outage[0]['outage_s'] if outage else '?'} s; {v.figures()}")
     try:
+        assert v.acked == 600 and not v.unknown and v.lost == set() and crashes == 0
+        assert producer.unknown_outcomes >= 1  # the restart did hit an enqueue
+        assert v.created == 600, "a repeated enqueue created a task a second time"
+        assert down >= 0, "the worker never logged redis_unavailable"
+        assert "redis_available" in events[down:], "the worker never logged redis_available after the outage"
         assert r.llen(q.pending) == r.zcard(q.active) == 0
-        # More than 600 only when a repeated enqueue re-created a task already completed (see test_engine_basic).
-        assert qstats(r, q)["enqueued"] == 600 + duplicates
     finally:
         r.close()
-        rec_client.close()
 
 
 def test_worker_survives_a_handler_failing_during_an_outage(fresh_redis_server: Any) -> None:
@@ -185,3 +139,64 @@ def test_worker_survives_a_handler_failing_during_an_outage(fresh_redis_server: 
             runner.join(15)
             r.close()
     assert not died, f"the worker died during the outage: {died[0]!r}"
+
+
+def test_redis_frozen_during_enqueue_and_consume(fresh_redis_server: Any, tmp_path: Path, ledger: Ledger) -> None:
+    """Matrix #9: Redis frozen (SIGSTOP, not down: connections stay open, replies never come) for longer than the
+    lease while a producer and a worker run. An enqueue fails within the producer's timeout with
+    ``EnqueueOutcomeUnknown`` (not after a minute of redis-py retries); repeating it with the same id after the
+    thaw creates no duplicate; the worker resumes after SIGCONT without a restart."""
+    server = fresh_redis_server
+    url = server.url
+    reg = build_registry(url, CHAOS_SERVICES)
+    q = qk(reg, "chaos")
+    path = write_registry_yaml(tmp_path / "services.yaml", CHAOS_SERVICES, PLACEHOLDER_URL)
+    r = raw_client(url)
+    freeze_s = 3 * LEASE_S
+    with workers() as procs:
+        w = start_worker(path, "chaos", url, concurrency=4, lease_s=LEASE_S, maintenance_s=0.5,
+                         extra_env=ledger.env())  # fmt: skip
+        procs.append(w)
+        wait_for(lambda: w.has_event("worker_started"), 30, f"the worker to start\n{w.log_tail()}")
+        producer = Producer(reg, url, ledger, 400, rate_per_s=40, prefix="p", payload=lambda i: {"sleep_ms": 20})
+        producer.start()
+        wait_for(lambda: len(ledger.completed_ids()) >= 40, 30, "the flow to get going")
+        server.pause()
+        frozen_at = time.monotonic()
+        try:
+            with router.Client(reg, url=url) as client:
+                began = time.monotonic()
+                with pytest.raises(router.EnqueueOutcomeUnknown) as unknown:
+                    client.enqueue("chaos.work", {"probe": True}, task_id="probe-1")
+                unknown_after_s = time.monotonic() - began
+                ledger.unknown("probe-1")
+            pacer = threading.Event()
+            pacer.wait(max(0.0, frozen_at + freeze_s - time.monotonic()))  # keep it frozen past the lease
+        finally:
+            server.resume()
+        resumed_at = time.monotonic()
+        with router.Client(reg, url=url) as client:  # the repeat the README tells users to make
+            try:
+                client.enqueue("chaos.work", {"probe": True}, task_id=unknown.value.task_id)
+            except router.TaskIdConflict:
+                pass  # the first attempt landed (once Redis thawed) and has already run
+            ledger.ok("probe-1")
+        wait_for(lambda: w.find("redis_available"), 20, f"the worker to resume\n{w.log_tail()}")
+        resume_s = time.monotonic() - resumed_at
+        producer.join(60)
+        assert not producer.is_alive() and producer.error is None, producer.error
+        wait_for(lambda: wait_all_settled(ledger, r, [q]), 30, f"every acknowledged task done\n{w.log_tail()}")
+        w.signal(signal.SIGTERM)
+        crashes = int(w.wait(15) != 0)
+    v = ledger.check(r, [q])
+    print(f"\n[Redis frozen {freeze_s:.0f} s] lost {len(v.lost)}, duplicated {v.duplicated}, crashes {crashes}, "
+          f"enqueue gave EnqueueOutcomeUnknown after {unknown_after_s:.2f} s (producer thread: "
+          f"{producer.unknown_outcomes} unknown, slowest {max(producer.unknown_after_s, default=0):.2f} s), "
+          f"created twice {v.created - v.acked}, worker resumed {resume_s:.2f} s after SIGCONT; {v.figures()}")
+    assert unknown_after_s <= TIMEOUTS[Role.PRODUCER].read_s + 1.0
+    assert max(producer.unknown_after_s, default=0) <= TIMEOUTS[Role.PRODUCER].read_s + 1.0
+    assert v.lost == set() and not v.unknown and crashes == 0
+    assert v.created == v.acked == 401, "a repeated enqueue created a task twice"
+    assert ledger.completions()["probe-1"] >= 1
+    assert resume_s <= 2.0 + 1.0  # + process and poll margin
+    r.close()

@@ -7,7 +7,7 @@ import pytest
 from enginekit import build_registry, task
 
 import router
-from router.producer.client import _finish, _prepare
+from router.producer.batch import finish, prepare
 from router.producer.guard import Guard
 from router.storage import protocol
 
@@ -21,11 +21,11 @@ def _conflict_replies(batch: object) -> list[list[int | bytes]]:
 
 def test_conflict_after_retry_is_success_only_for_generated_ids() -> None:
     guard = Guard(build_registry("redis://127.0.0.1:1/0", SERVICES))
-    generated = _prepare(guard, [("svc.job", {})])
-    assert len(_finish(generated, _conflict_replies(generated), retried=True)) == 1
+    generated = prepare(guard, [("svc.job", {})])
+    assert len(finish(generated, _conflict_replies(generated), retried=True)) == 1
     with pytest.raises(router.TaskIdConflict):
-        _finish(generated, _conflict_replies(generated), retried=False)
-    chosen = _prepare(guard, [("svc.job", {}, {"task_id": "order-7"})])
+        finish(generated, _conflict_replies(generated), retried=False)
+    chosen = prepare(guard, [("svc.job", {}, {"task_id": "order-7"})])
     with pytest.raises(router.TaskIdConflict) as err:
-        _finish(chosen, _conflict_replies(chosen), retried=True)
+        finish(chosen, _conflict_replies(chosen), retried=True)
     assert err.value.task_id == "order-7"

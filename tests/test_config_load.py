@@ -284,3 +284,24 @@ def test_deep_problem_positions_are_exact(tmp_path: Path) -> None:
         """)
     problem = only(problems(root), "payload-schema")
     assert (problem.line, problem.column) == (14, 29)
+
+
+def test_lifecycle_settings_that_cannot_be_honoured_are_refused(tmp_path: Path) -> None:
+    """A cron entry cannot name a group or take a unique lock, and an aggregate member never finishes on its own:
+    these combinations are located problems, never accepted and ignored."""
+    root = write(tmp_path, "services.yaml", """
+        version: 1
+        services:
+          a:
+            tasks:
+              a.item: {aggregate: {into: a.batch}}
+              a.batch: {}
+              a.once: {unique_s: 60}
+              a.held: {unique_s: 60, unique_policy: until_finished, aggregate: {into: a.held_batch}}
+              a.held_batch: {}
+        cron:
+          - {name: feed, task: a.item, spec: "* * * * *"}
+          - {name: single, task: a.once, spec: "* * * * *"}
+        """)
+    found = {(p.code, p.line) for p in problems(root)}
+    assert found == {("aggregate", 8), ("cron-aggregate", 11), ("cron-unique", 12)}, found

@@ -47,6 +47,11 @@ BUILDERS: dict[str, Callable[[QueueKeys], protocol.Call]] = {
     "cron_fire": lambda q: protocol.cron_fire(q, "nightly-digest", 86_400_000, [
         protocol.CronFire(NOW, f"cron:nightly-digest:{NOW}", ENV),
         protocol.CronFire(NOW + 1000, f"cron:nightly-digest:{NOW + 1000}", ENV)]),
+    "lookup": lambda q: protocol.lookup(q, "t1", protocol.WAIT_ENTER),
+    "cancel": lambda q: protocol.cancel(q, "t3", NOW, 100, 86_400_000, "digest.item:daily", q.unique("ab12")),
+    "cancelled": lambda q: protocol.cancelled(q, "t1:1", NOW, ENV, q.unique("ab12")),
+    "flush": lambda q: protocol.flush(q, protocol.Flush("digest.item:daily", ["m1", "m2"], "agg1", ENV,
+                                                        [("m2", ENV)]), NOW, 5000, 100),
 }
 
 SAMPLE_QUEUES = [
@@ -132,6 +137,8 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
             for name in ("enqueue", "dequeue", "extend", "ack", "retry", "archive", "requeue", "maintain", "sweep",
                          "quarantine", "pause", "overview", "unpause", "run", "page", "delete", "delete_batch"):
                 replies[name] = broker.run(BUILDERS[name](q))
+            for name in ("lookup", "cancel", "cancelled", "flush"):
+                replies[name] = broker.run(BUILDERS[name](q))
             replies["cron_fire"] = broker.run(BUILDERS["cron_fire"](q))
             replies["cron_fire again"] = broker.run(BUILDERS["cron_fire"](q))
             # One round trip across slots too (the worker pipelines ack + dequeue of different queues).
@@ -148,6 +155,9 @@ def test_every_script_runs_on_the_cluster_without_crossslot(cluster_url: str) ->
     assert protocol.parse_maintain(replies["maintain"]).recovered == 0
     assert protocol.parse_sweep(replies["sweep"]).quarantined == 0  # every structure of the queue is consistent
     assert replies["quarantine"] == 0  # nothing was waiting in the quarantine
+    assert protocol.parse_lookup(replies["lookup"]).state == "done"  # t1 completed without a retained result
+    assert protocol.parse_cancel(replies["cancel"]) == ("unknown", "unknown")
+    assert replies["cancelled"] == 0 and replies["flush"] == 0  # no lease held, no such group
     assert replies["pause"] == 1 and replies["unpause"] == 1
     assert protocol.parse_overview(overview_states(SAMPLE_QUEUES[7]), replies["overview"]).paused_since_ms == NOW
     assert protocol.parse_run(replies["run"]) == ["", ""]  # neither task is archived, retrying or scheduled

@@ -53,6 +53,21 @@ def _enqueue(chaos: dict[str, Any], n: int, gate: str, url: str | None = None) -
         return {i.id for i in c.enqueue_many([("chaos.work", {"gate": gate, "i": i}) for i in range(n)])}
 
 
+def _report(chaos: dict[str, Any], label: str, ids: set[str], url: str | None = None, **more: Any) -> None:
+    """The chaos figures of a signal test: lost (neither done nor queued), duplicated (done twice), crashes (the
+    tests assert exit 0, so none get here)."""
+    r: Any = raw_client(url) if url else chaos["r"]
+    q = qk(chaos["reg"], "chaos")
+    queued = {x.decode() for x in r.lrange(q.pending, 0, -1)}
+    queued |= {m.decode().rsplit(":", 1)[0] for m in r.zrange(q.active, 0, -1)}
+    if url:
+        r.close()
+    done = chaos["rec"].per_task("done")
+    extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in more.items())
+    print(f"\n[{label}] lost {len(ids - set(done) - queued)}, duplicated {sum(n - 1 for n in done.values())}, "
+          f"crashes 0{extra}")
+
+
 def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -71,6 +86,7 @@ def test_sighup_stops_gracefully_like_sigterm(chaos: dict[str, Any]) -> None:
         wait_for(lambda: w.find("signal_received"), 10, "the HUP to be logged")
         chaos["rec"].open_gate("g")
         assert w.wait(15) == 0, w.log_tail()
+    _report(chaos, "SIGHUP", ids)
     assert {t for t, _, _ in chaos["rec"].entries("done")} == ids  # the running tasks finished, as under TERM
     assert w.find("signal_received")[0]["signal"] == "SIGHUP" and w.has_event("worker_stopped")
     assert chaos["r"].zcard(sk(chaos["reg"], "chaos").workers) == 0  # the heartbeat was withdrawn
@@ -88,6 +104,7 @@ def test_sigusr1_logs_the_status_and_the_worker_carries_on(chaos: dict[str, Any]
         wait_for(lambda: chaos["rec"].count("done") == 1, 10, "a task after the status signals")
         w.signal(signal.SIGTERM)
         assert w.wait(15) == 0
+    _report(chaos, "SIGUSR1/SIGUSR2", ids, status_lines=len(w.find("worker_status")))
     assert {t for t, _, _ in chaos["rec"].entries("done")} == ids
     status = w.find("worker_status")[0]
     assert status["service"] == "chaos" and "running" in status and "processed" in status
@@ -103,7 +120,9 @@ def test_sigquit_exits_now_and_requeues_what_runs(chaos: dict[str, Any]) -> None
         sent = time.monotonic()
         w.signal(signal.SIGQUIT)
         assert w.wait(15) == 0, w.log_tail()
-        assert time.monotonic() - sent < 5  # not the 60 s shutdown timeout
+        exit_s = time.monotonic() - sent
+        assert exit_s < 5  # not the 60 s shutdown timeout
+    _report(chaos, "SIGQUIT", ids, exit_after=f"{exit_s:.2f} s", requeued=chaos["r"].llen(q.pending))
     assert {x.decode() for x in chaos["r"].lrange(q.pending, 0, -1)} == ids
     assert chaos["r"].zcard(q.active) == 0
 
@@ -120,6 +139,7 @@ def test_a_second_sigterm_does_not_cut_the_graceful_stop_short(chaos: dict[str, 
         wait_for(lambda: w.find("signal_received"), 10, "the first TERM to be logged")
         w.signal(signal.SIGTERM)
         assert w.wait(15) == 0, w.log_tail()
+    _report(chaos, "SIGTERM twice", ids, requeued=chaos["r"].llen(q.pending))
     actions = [e["action"] for e in w.find("signal_received")]
     assert len(actions) == 2 and actions[1].startswith("already stopping")
     assert {x.decode() for x in chaos["r"].lrange(q.pending, 0, -1)} == ids  # requeued after the timeout
@@ -143,6 +163,7 @@ def test_a_group_passes_sighup_on_and_its_children_die_with_it(chaos: dict[str, 
         children = group.find("worker_group_started")[0]["pids"]
         group.signal(signal.SIGKILL)
         wait_for(lambda: all(_gone(pid) for pid in children), 20, "the orphaned children to stop")
+    _report(chaos, "SIGHUP to a group, then SIGKILL of the parent", set(), orphans_left=0)
 
 
 def test_sigterm_while_redis_is_frozen_starts_nothing_more_and_exits_on_time(
@@ -172,6 +193,7 @@ def test_sigterm_while_redis_is_frozen_starts_nothing_more_and_exits_on_time(
         finally:
             fresh_redis_server.resume()
     started = chaos["rec"].per_task("started")
+    _report(chaos, "SIGTERM on a frozen Redis", first | queued, url)
     print(f"\n[frozen Redis] exit {exit_s:.2f} s after SIGTERM (shutdown timeout {shutdown_timeout_s} s); "
           f"started after TERM: {len(set(started) - first)}")
     assert code == 0, w.log_tail()

@@ -73,7 +73,7 @@ def test_complete_without_retention_is_a_bare_ack(registry: Registry) -> None:
     [call] = s.calls()
     assert call.script is protocol.ACK
     assert call.keys == (run.qk.active, run.qk.messages, run.qk.lost, run.qk.completed, run.qk.stats, run.qk.done,
-                         run.qk.leased, run.qk.waiters, run.qk.minutes(NOW_MS // 3_600_000))
+                         run.qk.leased, run.qk.waiters, run.qk.cancel_requests, run.qk.minutes(NOW_MS // 3_600_000))
     # now, tombstone window, tombstone cap, then (member, retain-until 0: delete now, no envelope)
     assert call.args == (NOW_MS, 1234, 99, "t1:7", 0, "", 0)  # ..., unique lock index 0: none
 
@@ -187,7 +187,8 @@ def test_apply_counts_what_landed_and_what_was_stale(registry: Registry) -> None
     # r1 landed, r2 lost its lease, a1 landed; the ack refused ok2 as stale.
     replies: list[Any] = [1, 0, 1, [b"ok2:7"]]
     s.apply(calls, replies)
-    assert s.stats == {"processed": 2, "failed": 2, "retried": 1, "archived": 1, "stale": 2, "requeued": 0}
+    assert s.stats == {"processed": 2, "failed": 2, "retried": 1, "archived": 1, "cancelled": 0, "stale": 2,
+                       "requeued": 0}
     assert s.calls() == [], "applied outcomes are forgotten"
     s.apply([], [])
     assert s.stats["processed"] == 2

@@ -33,7 +33,7 @@ def test_example_fleet_is_valid_with_import() -> None:
     """The example fleet passes, handlers included: exit 0 and a summary line."""
     code, out = run(str(EXAMPLE), "--import")
     assert code == 0, out
-    assert out.strip() == f"{EXAMPLE}: valid (3 services, 6 task types, 2 cron entries)"
+    assert out.strip() == f"{EXAMPLE}: valid (3 services, 8 task types, 2 cron entries)"
 
 
 def test_invalid_registry_text_output(tmp_path: Path) -> None:

@@ -16,6 +16,12 @@ def welcome(task: Task) -> dict[str, Any]:
     return {"to": task.payload["to"], "template": f"welcome.{locale}", "user_id": task.payload["user_id"]}
 
 
+@app.handler("email.digest")
+def digest(task: Task) -> dict[str, Any]:
+    """Send one email with the lines of a digest group (``email.digest_line`` tasks aggregated by the worker)."""
+    return {"user": task.payload["group"], "lines": [item["line"] for item in task.payload["items"]]}
+
+
 @app.handler("email.receipt")
 async def receipt(task: Task) -> dict[str, Any]:
     """An ``async def`` handler: runs on the worker's event loop."""

@@ -3,7 +3,8 @@
 It starts its own redis-server, one worker process per service of the registry and, when the registry has cron
 entries, one ``router scheduler`` (all through the CLI, as a user would). It enqueues a mixed batch of every
 declared task type, waits until all are done, and reads back every retained result to show which service handled
-it. It shows the guard refusing a misspelled type and a bad payload, waits for the cron entry that fires soonest to
+it. It shows the guard refusing a misspelled type and a bad payload, a unique task refusing its duplicate, a
+delayed task cancelled and a group of tasks aggregated into one, waits for the cron entry that fires soonest to
 fire and be handled, prints what ``router status`` shows (schedulers, each entry's last and next fire), and stops
 everything it started.
 """
@@ -21,16 +22,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from router.errors import GuardError, RouterError
+from router.errors import DuplicateTask, GuardError, RouterError
 from router.ops.inspector import Inspector
 from router.ops.localredis import RedisServer
 from router.ops.samples import sample
 from router.ops.status import gather, render
 from router.producer.client import Client
 from router.registry.loader import load
-from router.registry.model import Registry
+from router.registry.model import Registry, TaskSpec
 from router.registry.payloads import payload_validator
 from router.scheduler.entries import Entry, cron_task_id, select_entries
 from router.storage.broker import SyncBroker
@@ -79,6 +81,7 @@ def run_demo(registry_path: str, per_type: int = 50, say: Say = print, timeout_s
             client = Client(registry, url=server.url)
             ids = _enqueue_batch(registry, client, per_type, say)
             _show_guard(client, registry, say)
+            _show_lifecycle(client, registry, say)
             unfinished = _wait_done(registry, server.url, ids, timeout_s, say)
             handled = _who_handled(registry, server.url, ids)
             cron = _show_cron(registry, server.url, say) if registry.cron else None
@@ -114,8 +117,12 @@ def _enqueue_batch(registry: Registry, client: Client, per_type: int, say: Say) 
     """Enqueue ``per_type`` tasks of every declared type, interleaved; returns task id -> type."""
     items = []
     skipped: set[str] = set()
+    aggregated = {spec.type for spec in registry.tasks.values() if spec.aggregate is not None} | \
+        {spec.aggregate.into for spec in registry.tasks.values() if spec.aggregate is not None}
     for i in range(per_type):
         for task_type, spec in registry.tasks.items():
+            if task_type in aggregated:  # shown on their own by _show_lifecycle
+                continue
             payload = sample(spec.payload_schema, seed=i)
             if payload_validator(spec).is_valid(payload):
                 items.append((task_type, payload))
@@ -136,6 +143,37 @@ def _show_guard(client: Client, registry: Registry, say: Say) -> None:
             client.enqueue(task_type, payload)
         except GuardError as exc:
             say(f"guard refused enqueue({task_type!r}): {type(exc).__name__}: {exc}")
+
+
+def _show_lifecycle(client: Client, registry: Registry, say: Say) -> None:
+    """Show a unique task refusing its duplicate, a delayed task cancelled, and a group aggregated into one task,
+    with whatever types of the registry can show them."""
+    plain = [s for s in registry.tasks.values() if s.aggregate is None and s.unique_s is None]
+    unique = next((s for s in registry.tasks.values() if s.unique_s is not None and s.aggregate is None), None)
+    if unique is not None and _valid(unique, payload := sample(unique.payload_schema, seed=1000)):
+        first = client.enqueue(unique.type, payload)
+        try:
+            client.enqueue(unique.type, payload)
+        except DuplicateTask as exc:
+            say(f"unique: a second {unique.type!r} with the same payload was refused (DuplicateTask): task "
+                f"{exc.existing_id} holds the lock{' (the first one)' if exc.existing_id == first.id else ''}")
+    if plain and _valid(plain[0], payload := sample(plain[0].payload_schema, seed=1001)):
+        later = client.enqueue(plain[0].type, payload, process_in=3600)
+        outcome = client.cancel(later).outcome.value
+        say(f"cancel: {plain[0].type!r} {later.id}, scheduled in an hour, was {outcome}; get_task now says "
+            f"{client.get_task(later).state.value}")
+    member = next((s for s in registry.tasks.values() if s.aggregate is not None), None)
+    if member is not None and member.aggregate is not None:
+        payloads = [sample(member.payload_schema, seed=i) for i in range(3)]
+        if all(_valid(member, p) for p in payloads):
+            infos = [client.enqueue(member.type, p, group="demo") for p in payloads]
+            done = client.wait(infos[-1], timeout_s=member.aggregate.max_delay_s + 10)
+            say(f"aggregation: 3 {member.type!r} tasks in group 'demo' waited {member.aggregate.grace_s:g} s for "
+                f"more, then became one {member.aggregate.into!r} task (each member is now {done.state.value})")
+
+
+def _valid(spec: TaskSpec, payload: Any) -> bool:
+    return bool(payload_validator(spec).is_valid(payload))
 
 
 def _wait_done(registry: Registry, url: str, ids: dict[str, str], timeout_s: float, say: Say) -> int:

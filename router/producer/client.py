@@ -1,105 +1,67 @@
-"""Enqueueing: guard, then route, then one script call per queue (``Client`` sync, ``AsyncClient`` asyncio).
+"""``Client``: enqueueing (guard, then route, then one script call per queue), and reading, waiting for and
+cancelling tasks.
 
-Both clients share the guard and :mod:`router.storage.protocol`; only the transport differs. An enqueue is idempotent by
-task id (the script recognises a byte-identical repeat), so a connection error or timeout is retried with the same
-id and envelope; if every attempt fails the caller gets ``EnqueueOutcomeUnknown`` carrying the id to repeat with.
+Both clients (``AsyncClient`` in :mod:`router.producer.asyncclient`) share the guard, :mod:`~router.producer.batch`,
+:mod:`~router.producer.lifecycle` and :mod:`router.storage.protocol`; only the transport differs. An enqueue is
+idempotent by task id (the script recognises a byte-identical repeat), so a connection error is retried with the same
+id and envelope; if every attempt fails the caller gets ``EnqueueOutcomeUnknown`` carrying the id to repeat with. A
+timeout is not retried: it has already waited the producer's read timeout, and a frozen Redis would make each retry
+wait as long again (three attempts took 6.2 s instead of 2 s), so the caller hears within one timeout.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from router.clock import Clock, system_clock
-from router.errors import BrokerError, DuplicateTask, EnqueueOutcomeUnknown, TaskIdConflict
-from router.producer.guard import Guard, Route
+from router.errors import BrokerError, TaskNotFound, WaitTimeout
+from router.producer import lifecycle
+from router.producer.batch import (
+    Batch,
+    BulkItem,
+    finish,
+    heartbeats_unreadable,
+    outcome_unknown,
+    prepare,
+    single,
+    unreachable,
+)
+from router.producer.guard import Guard
+from router.producer.lifecycle import TaskRef
 from router.producer.liveguard import LiveHandlers
 from router.registry.model import Registry
 from router.storage import protocol
-from router.storage.broker import AsyncBroker, SyncBroker
-from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, Role, SyncRedis, connect, connect_async
+from router.storage.broker import SyncBroker
+from router.storage.connection import TRANSIENT_ERRORS, Role, SyncRedis, connect
 from router.storage.keys import QueueKeys
-from router.task import TaskInfo, TaskState
-from router.tracing import Tracing, tracing
+from router.task import CancelResult, TaskDetail, TaskInfo
+from router.tracing import tracing as tracing_for
 
-#: An item of ``enqueue_many``: (type, payload) or (type, payload, options).
-BulkItem = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+T = TypeVar("T")
+
 
 ATTEMPTS = 3
 RETRY_PAUSE_S = 0.05
+#: A waiting client is told of the task's end by pub/sub; it also looks again this often, because pub/sub drops
+#: messages when a connection resets.
+WAIT_RECHECK_S = 2.0
 
 
-@dataclass(frozen=True)
-class _Batch:
-    routes: list[Route]
-    calls: list[protocol.Call]
-    slots: list[list[int]]  # for each call, the indexes of its routes
+def _await_message(pubsub: Any, task_id: str, timeout_s: float) -> None:
+    """Return when the end of ``task_id`` is published on the subscribed channel, or after ``timeout_s``."""
+    until = time.monotonic() + timeout_s
+    while (left := until - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=left)
+        if message is not None and lifecycle.is_end_of(message, task_id):
+            return
 
 
-def _prepare(guard: Guard, items: Iterable[BulkItem], traceparent: str | None = None) -> _Batch:
-    """Guard every item first (so a refused item writes nothing), then group them into one call per queue."""
-    routes: list[Route] = []
-    for item in items:
-        options: Mapping[str, Any] = item[2] if len(item) == 3 else {}
-        routes.append(guard.route_options(item[0], item[1], options, traceparent))
-    groups: dict[QueueKeys, list[int]] = {}
-    for i, route in enumerate(routes):
-        groups.setdefault(route.keys, []).append(i)
-    calls = [protocol.enqueue(qk, [routes[i].item() for i in idx]) for qk, idx in groups.items()]
-    return _Batch(routes, calls, list(groups.values()))
 
-
-def _single(route: Route) -> _Batch:
-    return _Batch([route], [protocol.enqueue(route.keys, [route.item()])], [[0]])
-
-
-def _finish(batch: _Batch, replies: Sequence[Any], retried: bool = False) -> list[TaskInfo]:
-    """TaskInfos for the batch, or the first refusal in item order (``TaskIdConflict``, ``DuplicateTask``) carrying
-    the others, which were enqueued. After a retry, a conflict on an id the client generated can only be its own
-    earlier attempt, which landed (and may even have run already): that is success."""
-    infos: list[TaskInfo] = []
-    refused: list[tuple[Route, str | None]] = []  # (route, the lock holder of a duplicate, or None: an id conflict)
-    outcome: dict[int, tuple[int, str]] = {}
-    for idx, reply in zip(batch.slots, replies):
-        for i, result in zip(idx, protocol.parse_enqueue(reply)):
-            outcome[i] = result
-    for i, route in enumerate(batch.routes):
-        code, holder = outcome[i]
-        if code == protocol.ENQUEUE_CONFLICT and not (retried and route.generated_id):
-            refused.append((route, None))
-        elif code == protocol.ENQUEUE_DUPLICATE:
-            refused.append((route, holder))
-        else:
-            infos.append(TaskInfo(route.task_id, route.task_type, route.service, route.queue, _state_of(route)))
-    if refused:
-        first, lock_holder = refused[0]
-        if lock_holder is None:
-            raise TaskIdConflict(first.task_id, first.service, first.queue, infos)
-        raise DuplicateTask(first.task_type, lock_holder, first.service, first.queue, infos)
-    return infos
-
-
-def _state_of(route: Route) -> TaskState:
-    if route.group is not None:
-        return TaskState.AGGREGATING
-    return TaskState.SCHEDULED if route.run_at_ms else TaskState.PENDING
-
-
-def _tracing_for(enabled: bool | None, tracer_provider: Any) -> Tracing | None:
-    """The client's tracing (None: off, or OpenTelemetry is not installed)."""
-    return tracing(enabled, tracer_provider)
-
-
-def _heartbeats_unreadable(cause: BaseException) -> BrokerError:
-    return BrokerError(f"live guard could not read worker heartbeats ({cause}); nothing was enqueued, "
-                       "retry when Redis is reachable")
-
-
-def _unknown(batch: _Batch, cause: BaseException) -> EnqueueOutcomeUnknown:
-    return EnqueueOutcomeUnknown(batch.routes[0].task_id, cause, [r.task_id for r in batch.routes])
 
 
 class Client:
@@ -125,7 +87,7 @@ class Client:
         self.guard = Guard(registry, clock=clock)
         self._broker = SyncBroker(redis if redis is not None else connect(url or registry.redis_url, Role.PRODUCER))
         self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
-        self._tracing: Tracing | None = _tracing_for(tracing, tracer_provider)
+        self._tracing = tracing_for(tracing, tracer_provider)
 
     def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
         """Enqueue one task. Options: ``queue``, ``max_retry``, ``timeout_s``, ``task_id``, and a delay:
@@ -135,33 +97,29 @@ class Client:
         ``EnqueueOutcomeUnknown`` if Redis could not be reached reliably.
         """
         if self._tracing is not None:
-            return self._enqueue_traced(self._tracing, task_type, payload, options)
+            with self._tracing.send(task_type) as span:
+                route = self.guard.route_options(task_type, payload, options, span.traceparent if span else None)
+                if span is not None:
+                    span.routed(route.task_id, route.service, route.queue)
+                batch = single(route)
+                return finish(batch, *self._send(batch))[0]
         # The hot path of a producer: one route, one script call, nothing else.
-        batch = _single(self.guard.route_options(task_type, payload, options))
-        return _finish(batch, *self._send(batch))[0]
-
-    def _enqueue_traced(self, tracer: Tracing, task_type: str, payload: Mapping[str, Any],
-                        options: Mapping[str, Any]) -> TaskInfo:
-        with tracer.send(task_type) as span:
-            route = self.guard.route_options(task_type, payload, options, span.traceparent if span else None)
-            if span is not None:
-                span.routed(route.task_id, route.service, route.queue)
-            batch = _single(route)
-            return _finish(batch, *self._send(batch))[0]
+        batch = single(self.guard.route_options(task_type, payload, options))
+        return finish(batch, *self._send(batch))[0]
 
     def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
         """Enqueue many tasks in one round trip; every item is guarded before anything is written."""
         if self._tracing is not None:
             with self._tracing.send("batch") as span:
-                batch = _prepare(self.guard, items, span.traceparent if span else None)
+                batch = prepare(self.guard, items, span.traceparent if span else None)
                 if span is not None and batch.routes:
                     first = batch.routes[0]
                     span.routed(first.task_id, first.service, first.queue, len(batch.routes))
-                return _finish(batch, *self._send(batch))
-        batch = _prepare(self.guard, items)
-        return _finish(batch, *self._send(batch))
+                return finish(batch, *self._send(batch))
+        batch = prepare(self.guard, items)
+        return finish(batch, *self._send(batch))
 
-    def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
+    def _send(self, batch: Batch) -> tuple[list[Any], bool]:
         """Replies to the batch's calls, and whether it took more than one attempt."""
         if self._live is not None:
             now_ms = int(time.time() * 1000)
@@ -169,14 +127,88 @@ class Client:
                 for sk in self._live.stale(batch.routes):
                     self._live.update(sk.service, self._broker.live_workers(sk, now_ms))
             except TRANSIENT_ERRORS as exc:
-                raise _heartbeats_unreadable(exc) from exc
+                raise heartbeats_unreadable(exc) from exc
             self._live.check(batch.routes)
         for attempt in range(ATTEMPTS):
             try:
                 return self._broker.run_many(batch.calls), attempt > 0
             except TRANSIENT_ERRORS as exc:
+                if attempt == ATTEMPTS - 1 or isinstance(exc, RedisTimeout):
+                    raise outcome_unknown(batch, exc) from exc
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def get_task(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> TaskDetail:
+        """The task's state now, with its payload, last error and (if kept) result.
+
+        ``task`` is an id or the TaskInfo of its enqueue; without ``service``/``queue`` (or a TaskInfo) every queue
+        of the registry is searched. Raises TaskNotFound or AmbiguousTaskId.
+        """
+        qk, task_id, look = self._find(task, service, queue)
+        return lifecycle.detail(qk, task_id, look)
+
+    def cancel(self, task: TaskRef, *, service: str | None = None, queue: str | None = None) -> CancelResult:
+        """Cancel a task: one that has not started never runs; a running one is stopped by its worker (see
+        :class:`~router.task.CancelOutcome`; an id found nowhere is ``UNKNOWN``). Safe to repeat."""
+        try:
+            qk, task_id, look = self._find(task, service, queue)
+        except TaskNotFound:
+            return lifecycle.not_found(task, service, queue)
+        call = lifecycle.cancel_call(qk, task_id, look, int(time.time() * 1000))
+        return lifecycle.cancel_result(qk, task_id, self._retrying(lambda: self._broker.run(call)))
+
+    def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
+             queue: str | None = None) -> TaskDetail:
+        """Block until the task has ended (completed, archived or cancelled) and return it; raises WaitTimeout
+        after ``timeout_s`` (None: no limit). The task's end is pushed to the client (pub/sub), not polled."""
+        qk, task_id, look = self._find(task, service, queue)
+        current = lifecycle.detail(qk, task_id, look)
+        if current.finished:
+            return current
+        until = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        entered = False
+        try:
+            pubsub.subscribe(qk.waiters)  # before the look that counts us, so the end cannot slip between them
+            mode = protocol.WAIT_ENTER
+            while True:
+                current = self._look(qk, task_id, mode)
+                entered = entered or mode == protocol.WAIT_ENTER
+                mode = ""
+                if current.finished:
+                    entered = False  # the end's publication cleared the count
+                    return current
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
+                _await_message(pubsub, task_id, WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+        finally:
+            if entered:
+                with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
+                    self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
+            pubsub.close()
+
+    def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
+        look = protocol.parse_lookup(self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode))))
+        if look.state == "unknown":
+            raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
+        return lifecycle.detail(qk, task_id, look)
+
+    def _find(self, task: TaskRef, service: str | None, queue: str | None) -> tuple[QueueKeys, str, protocol.Lookup]:
+        task_id, queues = lifecycle.candidates(self.registry, task, service, queue)
+        replies = self._retrying(lambda: self._broker.run_many(lifecycle.lookups(task_id, queues)))
+        qk, look = lifecycle.pick(task_id, queues, replies)
+        return qk, task_id, look
+
+    @staticmethod
+    def _retrying(fn: Callable[[], T]) -> T:
+        """``fn()`` (an idempotent read or cancel), tried again on a transient error; BrokerError at the end."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return fn()
+            except TRANSIENT_ERRORS as exc:
                 if attempt == ATTEMPTS - 1:
-                    raise _unknown(batch, exc) from exc
+                    raise unreachable(exc) from exc
                 time.sleep(RETRY_PAUSE_S * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -189,78 +221,3 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncClient:
-    """The asyncio twin of :class:`Client`, sharing its guard and protocol."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        url: str | None = None,
-        *,
-        redis: AsyncRedis | None = None,
-        clock: Clock = system_clock,
-        live_guard: bool = False,
-        live_guard_ttl_s: float = 5.0,
-        tracing: bool | None = None,
-        tracer_provider: Any = None,
-    ) -> None:
-        self.registry = registry
-        self.guard = Guard(registry, clock=clock)
-        client = redis if redis is not None else connect_async(url or registry.redis_url, Role.PRODUCER)
-        self._broker = AsyncBroker(client)
-        self._live = LiveHandlers(registry, live_guard_ttl_s) if live_guard else None
-        self._tracing: Tracing | None = _tracing_for(tracing, tracer_provider)
-
-    async def enqueue(self, task_type: str, payload: Mapping[str, Any], **options: Any) -> TaskInfo:
-        """Enqueue one task; see :meth:`Client.enqueue`."""
-        if self._tracing is not None:
-            with self._tracing.send(task_type) as span:
-                route = self.guard.route_options(task_type, payload, options, span.traceparent if span else None)
-                if span is not None:
-                    span.routed(route.task_id, route.service, route.queue)
-                batch = _single(route)
-                return _finish(batch, *(await self._send(batch)))[0]
-        batch = _single(self.guard.route_options(task_type, payload, options))
-        return _finish(batch, *(await self._send(batch)))[0]
-
-    async def enqueue_many(self, items: Iterable[BulkItem]) -> list[TaskInfo]:
-        """Enqueue many tasks in one round trip; see :meth:`Client.enqueue_many`."""
-        if self._tracing is not None:
-            with self._tracing.send("batch") as span:
-                batch = _prepare(self.guard, items, span.traceparent if span else None)
-                if span is not None and batch.routes:
-                    first = batch.routes[0]
-                    span.routed(first.task_id, first.service, first.queue, len(batch.routes))
-                return _finish(batch, *(await self._send(batch)))
-        batch = _prepare(self.guard, items)
-        return _finish(batch, *(await self._send(batch)))
-
-    async def _send(self, batch: _Batch) -> tuple[list[Any], bool]:
-        if self._live is not None:
-            now_ms = int(time.time() * 1000)
-            try:
-                for sk in self._live.stale(batch.routes):
-                    self._live.update(sk.service, await self._broker.live_workers(sk, now_ms))
-            except TRANSIENT_ERRORS as exc:
-                raise _heartbeats_unreadable(exc) from exc
-            self._live.check(batch.routes)
-        for attempt in range(ATTEMPTS):
-            try:
-                return await self._broker.run_many(batch.calls), attempt > 0
-            except TRANSIENT_ERRORS as exc:
-                if attempt == ATTEMPTS - 1:
-                    raise _unknown(batch, exc) from exc
-                await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    async def close(self) -> None:
-        """Close the connection pool."""
-        await self._broker.close()
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

@@ -129,7 +129,7 @@ class Guard:
         unique = group_join = None
         if spec.unique_s is not None or spec.aggregate is not None or unique_key or group or deadline is not None:
             unique = options.unique_lock(spec, keys, payload_json, unique_key)
-            group_join = options.group_join(spec, keys, group, delayed)
+            group_join = options.group_join(spec, keys, group, delayed, deadline is not None)
             extra = options.extra_fields(
                 extra, dl=options.deadline_ms(now_s, deadline) if deadline is not None else None,
                 u=unique.digest if unique is not None and unique.until_finished else None, g=group)

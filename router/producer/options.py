@@ -17,7 +17,7 @@ from router.errors import InvalidOption
 from router.names import name_problem
 from router.registry.model import TaskSpec, UniquePolicy
 from router.storage.envelope import MAX_RETRY_LIMIT, MAX_TIMEOUT_S
-from router.storage.keys import QueueKeys
+from router.storage.keys import QueueKeys, group_id_of
 from router.storage.protocol import GroupJoin, UniqueLock
 
 #: The longest ``unique_key`` accepted (it is hashed; the bound only keeps messages and logs readable).
@@ -84,8 +84,10 @@ def unique_lock(spec: TaskSpec, keys: QueueKeys, payload_json: str, unique_key: 
                       spec.unique_policy is UniquePolicy.UNTIL_FINISHED)
 
 
-def group_join(spec: TaskSpec, keys: QueueKeys, group: str | None, delayed: bool) -> GroupJoin | None:
-    """The group an aggregated task joins, or None; refuses a group for a type that does not aggregate."""
+def group_join(spec: TaskSpec, keys: QueueKeys, group: str | None, delayed: bool,
+               deadline: bool = False) -> GroupJoin | None:
+    """The group an aggregated task joins, or None; refuses a group for a type that does not aggregate, and the
+    options a member cannot honour (a delay, a deadline: its work runs inside the aggregate task)."""
     agg = spec.aggregate
     if group is None:
         if agg is not None:
@@ -100,7 +102,11 @@ def group_join(spec: TaskSpec, keys: QueueKeys, group: str | None, delayed: bool
     if delayed:
         raise InvalidOption("group", "a group member waits in its group, not in the scheduled set: drop "
                                      "process_in/process_at")
-    return GroupJoin(keys.group(group), group, to_ms(agg.grace_s), to_ms(agg.max_delay_s), agg.max_size)
+    if deadline:
+        raise InvalidOption("deadline", "a group member runs inside its aggregate task, which has no deadline of its "
+                                        "own: drop deadline, or bound the wait with the aggregate's max_delay_s")
+    group_id = group_id_of(spec.type, group)
+    return GroupJoin(keys.group(group_id), group_id, to_ms(agg.grace_s), to_ms(agg.max_delay_s), agg.max_size)
 
 
 def extra_fields(base: Mapping[str, Any] | None, **fields: Any) -> dict[str, Any] | None:

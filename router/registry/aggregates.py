@@ -19,7 +19,7 @@ from typing import Any
 
 from router.errors import Problem
 from router.registry import payloads
-from router.registry.model import AggregateSpec, ServiceSpec, TaskSpec
+from router.registry.model import AggregateSpec, ServiceSpec, TaskSpec, UniquePolicy
 from router.registry.yamlsource import Path, YamlDocument
 
 
@@ -71,6 +71,9 @@ def link(services: dict[str, ServiceSpec], tasks: dict[str, TaskSpec], declared_
 
 
 def _refusal(member: TaskSpec, agg: AggregateSpec, into: TaskSpec | None, targets: Mapping[str, str]) -> str | None:
+    if member.unique_s is not None and member.unique_policy is UniquePolicy.UNTIL_FINISHED:
+        return (f"aggregate of {member.type!r}: a member never finishes on its own (its work ends in the aggregate "
+                "task), so an until_finished unique lock would be held for its whole window; use unique_policy: ttl")
     if into is None:
         return f"aggregate of {member.type!r}: no task type {agg.into!r} is declared; declare it in the same service"
     if into.service != member.service or into.queue != member.queue:

@@ -74,12 +74,19 @@ def compare_handlers(spec: ServiceSpec, registry: Registry, handlers: Mapping[st
         handlers: the handler set (a :class:`Service` is a Mapping of task type to handler).
 
     Returns:
-        One Problem per declared task without a handler, per handler for another service's task, and per
-        handler for a type nobody declares; empty when they agree.
+        One Problem per declared task without a handler (aggregate members need none, and may have none), per
+        handler for another service's task, and per handler for a type nobody declares; empty when they agree.
     """
     problems: list[Problem] = []
     app_where = spec.app_location or spec.location
     for task_type, task in spec.tasks.items():
+        if task.aggregate is not None:  # its tasks never run on their own: the aggregate's handler gets them
+            if task_type in handlers:
+                problems.append(_problem(task.location or spec.location, f"{spec.app or spec.name} registers a "
+                                         f"handler for {task_type!r}, whose tasks are aggregated into "
+                                         f"{task.aggregate.into!r} and never run on their own; remove the handler "
+                                         f"and handle {task.aggregate.into!r}", "handler-aggregated"))
+            continue
         if task_type not in handlers:
             problems.append(_problem(task.location or spec.location, f"service {spec.name!r} declares task "
                                      f"{task_type!r} but {spec.app or 'its app'} has no handler for it; add "

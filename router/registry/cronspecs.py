@@ -77,6 +77,16 @@ class CronEntries:
             self.problems.append(doc.problem((*path, "task"), f"cron entry {quote(name)} enqueues unknown task type "
                                  f"{quote(task)}{hint}; declare it under a service's `tasks:` or fix the name",
                                  "cron-unknown-task"))
+        elif owner.aggregate is not None:
+            self.problems.append(doc.problem((*path, "task"), f"cron entry {quote(name)} enqueues {quote(task)}, "
+                                 "a task that aggregates: its tasks join a group, which a cron entry cannot name; "
+                                 f"point the entry at {quote(owner.aggregate.into)} or at a plain task",
+                                 "cron-aggregate"))
+        elif owner.unique_s is not None:
+            self.problems.append(doc.problem((*path, "task"), f"cron entry {quote(name)} enqueues {quote(task)}, "
+                                 "a unique task: cron fires are already exactly once per slot and do not take "
+                                 "unique locks; drop `unique_s` from the task, or enqueue it from a cron target's "
+                                 "handler", "cron-unique"))
         elif task not in self.bad_schema:
             self.payload_check(doc, path, name, owner, payload)
         return CronSpec(name=name, task=task, spec=spec, timezone=timezone, payload=payloads.freeze(payload),

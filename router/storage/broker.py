@@ -12,15 +12,16 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import hiredis
 import redis
+import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from router.errors import BrokerError
-from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, SyncRedis
+from router.storage.connection import TRANSIENT_ERRORS, AsyncRedis, FailoverRefusal, SyncRedis, failover_refusal
 from router.storage.keys import QueueKeys, ServiceKeys
 from router.storage.protocol import Call, wire
 from router.task import TaskState
@@ -67,8 +68,12 @@ def _time_left(deadline: float | None) -> dict[str, float]:
     return {"timeout": left}
 
 
-def _refused(exc: ResponseError, what: str) -> BrokerError:
-    """A BrokerError for a command Redis refused (an ACL denial, out of memory, a script error), naming the fix."""
+def _refused(exc: ResponseError, what: str) -> BrokerError | FailoverRefusal:
+    """A BrokerError for a command Redis refused (an ACL denial, out of memory, a script error), naming the fix;
+    a refusal a failover heals (READONLY, NOREPLICAS, inside a script too) stays transient."""
+    failover = failover_refusal(exc)
+    if failover is not None:
+        return failover
     text = str(exc)
     denied = isinstance(exc, redis.exceptions.NoPermissionError) or "can't run this command" in text \
         or "no permissions" in text  # inside a script, an ACL denial is a script error
@@ -128,6 +133,11 @@ class _Line:
             conn.disconnect()  # closed by the server, or stray data: reconnect on send
         if conn is None:
             conn = self._conn = self._pool.get_connection()
+        elif getattr(conn, "_sock", None) is None:
+            # Reconnect here, not by send's implicit reconnect: that one goes back to the address the connection
+            # last had, while connect() of a Sentinel-managed connection asks the Sentinels for the master first
+            # (after a failover the old address is a replica, or dead).
+            conn.connect()
         return conn
 
     def execute(self, commands: Sequence[tuple[Any, ...]], deadline: float | None = None) -> list[Any] | None:
@@ -139,8 +149,8 @@ class _Line:
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            self._busy_since = time.monotonic()  # from here on (a reconnect included) a stop can cut the call short
             conn = self._usable()
-            self._busy_since = time.monotonic()
             try:
                 conn.send_packed_command(_pack(conn, commands))
                 replies: list[Any] = []
@@ -155,9 +165,13 @@ class _Line:
                 raise
             finally:
                 self._last_used = time.monotonic()
-                self._busy_since = None
         finally:
+            self._busy_since = None
             self._lock.release()
+
+    def interrupted(self) -> None:
+        """Reconnect before the next call (the server answered, but is no longer the one to talk to)."""
+        self._interrupted = True
 
     def interrupt(self) -> None:
         """From another thread: make a call blocked on the line fail at once (the socket is shut down, so Redis
@@ -244,7 +258,17 @@ class SyncBroker:
             raise
         except ResponseError as exc:  # raised before any reply: the health check's PING, or AUTH
             raise _refused(exc, "the connection's health check") from exc
+        if any(isinstance(r, ResponseError) and failover_refusal(r) is not None for r in replies):
+            self._drop_connections()
         return replies
+
+    def _drop_connections(self) -> None:
+        """After a failover refusal: this client's connections go to a server that is no longer a usable master,
+        so every one reconnects before its next call (through the Sentinels for a Sentinel URL)."""
+        if self._line is not None:
+            self._line.interrupted()
+        if isinstance(self.client, redis.Redis):
+            self.client.connection_pool.disconnect()
 
     def ping(self) -> None:
         """Check that Redis answers (transient errors propagate; a refusal is a BrokerError)."""
@@ -358,6 +382,25 @@ class SyncBroker:
         with _refusals("reading messages"):
             return cast(list[bytes | None], self.client.hmget(qk.messages, [wire(t) for t in task_ids]))
 
+    def group_head(self, qk: QueueKeys, group_id: str, limit: int) -> list[tuple[str, bytes | None]]:
+        """The first ``limit`` members of an aggregation group, oldest first, with their stored envelopes (None
+        where a message is missing)."""
+        ids = self._plain([("LRANGE", qk.group(group_id), 0, limit - 1)], "reading an aggregation group")[0]
+        if not ids:
+            return []
+        envs = self._plain([("HMGET", qk.messages, *ids)], "reading an aggregation group's messages")[0]
+        return [(i.decode("utf-8", "surrogateescape"), e) for i, e in zip(ids, envs)]
+
+    def cancel_requests(self, running: Mapping[QueueKeys, Sequence[str]]) -> list[tuple[QueueKeys, str]]:
+        """Which of the ``running`` task ids (per queue) someone asked to cancel, in one round trip."""
+        queues = [qk for qk, ids in running.items() if ids]
+        if not queues:
+            return []
+        commands = [("HMGET", qk.cancel_requests, *(wire(i) for i in running[qk])) for qk in queues]
+        replies = self._plain(commands, "reading the cancel requests")
+        return [(qk, task_id) for qk, reply in zip(queues, replies)
+                for task_id, asked in zip(running[qk], reply) if asked is not None]
+
     def server_config(self, names: Sequence[str]) -> dict[str, str]:
         """``CONFIG GET`` of ``names`` (BrokerError when the ACL denies CONFIG)."""
         out: dict[str, str] = {}
@@ -415,6 +458,10 @@ class AsyncBroker:
     def __init__(self, client: AsyncRedis) -> None:
         self.client = client
 
+    async def run(self, call: Call) -> Any:
+        """Run one call and return its raw reply."""
+        return (await self.run_many([call]))[0]
+
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one round trip; replies in order; raise the first error."""
         pipe = self.client.pipeline(transaction=False)
@@ -422,6 +469,9 @@ class AsyncBroker:
             pipe.execute_command(*_evalsha(call))
         with _refusals("the connection's health check"):
             replies = list(await pipe.execute(raise_on_error=False))
+        failover = any(isinstance(r, ResponseError) and failover_refusal(r) is not None for r in replies)
+        if failover and isinstance(self.client, redis.asyncio.Redis):
+            await self.client.connection_pool.disconnect()  # see SyncBroker._drop_connections
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 with _refusals(f"script {calls[i].script.name!r}"):

@@ -32,6 +32,25 @@ SyncRedis = redis.Redis | redis.cluster.RedisCluster
 AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
+class FailoverRefusal(redis.exceptions.ResponseError):
+    """A write refused for a reason a failover heals: the server is a replica now (``READONLY``, which redis-py
+    only recognises outside scripts) or a master lacks the replicas its ``min-replicas-to-write`` asks for
+    (``NOREPLICAS``: a failover is under way, or its replica is down). Nothing was written. Transient: the broker
+    drops its connections, so the next call reconnects (a Sentinel client asks the Sentinels again)."""
+
+
+_FAILOVER_CODES = ("READONLY", "NOREPLICAS")
+
+
+def failover_refusal(exc: redis.exceptions.ResponseError) -> FailoverRefusal | None:
+    """``exc`` as a :class:`FailoverRefusal`, or None when it is another refusal."""
+    text = str(exc)
+    # A plain command's reply starts with the code; a script's quotes its call's error as "...: -NOREPLICAS ...".
+    if any(text.startswith(code) or f"-{code} " in text for code in _FAILOVER_CODES):
+        return FailoverRefusal(text)
+    return None
+
+
 #: Errors that heal by themselves (a restart, a failover, a cluster resharding): producers retry them with the same
 #: task id, workers wait them out with backoff. Anything else is a configuration error and fails loudly.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -41,6 +60,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     redis.exceptions.MasterDownError,
+    FailoverRefusal,
 )
 
 

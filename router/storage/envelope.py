@@ -118,6 +118,15 @@ def encode(env: Envelope) -> bytes:
     return utf8(text)
 
 
+def undecodable(raw: bytes | None, reason: str, error: str, enqueued_at_ms: int = 0) -> Envelope:
+    """The dead-letter envelope of a message that could not be decoded: its bytes kept (up to 1 MB) for inspection,
+    as text with the undecodable bytes escaped."""
+    data = raw or b""
+    payload = {"raw": data.decode("utf-8", "backslashreplace")[:1_000_000], "raw_bytes": len(data)}
+    return Envelope(type="<undecodable>", payload=payload, enqueued_at_ms=enqueued_at_ms, reason=reason,
+                    last_error=error)
+
+
 def utf8(text: str) -> bytes:
     """``text`` as UTF-8, with any character UTF-8 cannot encode (a lone surrogate) replaced by ``?``."""
     try:

@@ -38,9 +38,10 @@ Per (service, queue), with ``Q = <prefix>:{<service>:<queue>}``::
                          task id on the pub/sub channel of the same name (channels are not keys)
     Q:unique:<h> STRING  a unique task's lock: the id of the task holding it, with a TTL (``unique_s``); <h> is
                          the SHA-1 of the task type and its canonical payload (or its ``unique_key``)
-    Q:groups     ZSET    group name -> when the group is due to be flushed (ms, Redis's clock)
-    Q:groupstart HASH    group name -> when its oldest member joined (ms, Redis's clock)
-    Q:group:<g>  LIST    the ids of the members of group <g> waiting to be aggregated, oldest first
+    Q:groups     ZSET    group id "<member type>:<group>" -> when the group is due to be flushed (ms, Redis's
+                         clock); two member types never share a group, whatever its name
+    Q:groupstart HASH    group id -> when its oldest member joined (ms, Redis's clock)
+    Q:group:<id> LIST    the ids of the members of the group waiting to be aggregated, oldest first
     Q:minutes:<hour>  HASH  per-minute counters of one hour (<hour> = hours since the epoch, UTC): fields
                          "p:<minute>" (processed) and "f:<minute>" (failed), <minute> = minutes since the epoch.
                          Written by ack, retry and archive (one HINCRBY per call); each hash expires 25 hours
@@ -68,7 +69,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.names import check_name
+from router.names import check_name, task_type_problem
 from router.registry.model import ServiceSpec
 from router.storage.taskids import check_task_id
 from router.task import TaskState
@@ -180,9 +181,10 @@ class QueueKeys:
     def group_start(self) -> str:
         return f"{self.base}:groupstart"
 
-    def group(self, name: str) -> str:
-        """The members waiting in group ``name``."""
-        return f"{self.base}:group:{check_name('group name', name)}"
+    def group(self, group_id: str) -> str:
+        """The members waiting in the group ``group_id`` (see :func:`group_id`)."""
+        member_type, _, name = group_id.rpartition(":")
+        return f"{self.base}:group:{group_id_of(member_type, name)}"
 
     def minutes(self, hour: int) -> str:
         """The per-minute counters of hour ``hour`` (hours since the epoch), see :func:`hour_of`."""
@@ -198,6 +200,24 @@ class QueueKeys:
         if state is TaskState.AGGREGATING:
             raise ValueError("aggregating tasks sit in one list per group: use group(name), and groups")
         return f"{self.base}:{state.value}"
+
+
+def group_id_of(member_type: str, name: str) -> str:
+    """The id of group ``name`` of the tasks of ``member_type``: ``<member type>:<name>`` (the name has no colon, so
+    the id splits back at its last one)."""
+    problem = task_type_problem(member_type)
+    if problem is not None:
+        raise ValueError(f"invalid {problem}")
+    return f"{member_type}:{check_name('group name', name)}"
+
+
+def split_group_id(group_id: str) -> tuple[str, str]:
+    """(member type, group name) of a group id; ValueError when it is not one."""
+    member_type, sep, name = group_id.rpartition(":")
+    if not sep:
+        raise ValueError(f"invalid group id {group_id!r}: expected <member type>:<group name>")
+    group_id_of(member_type, name)
+    return member_type, name
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -51,8 +51,12 @@ DELETE = _load("delete")
 OVERVIEW = _load("overview")
 PAGE = _load("page")
 CRON_FIRE = _load("cron_fire")
-ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, SWEEP, QUARANTINE, PAUSE, UNPAUSE,
-               RUN, DELETE, OVERVIEW, PAGE, CRON_FIRE)
+LOOKUP = _load("lookup")
+CANCEL = _load("cancel")
+CANCELLED = _load("cancelled")
+FLUSH = _load("flush")
+ALL_SCRIPTS = (ENQUEUE, DEQUEUE, ACK, RETRY, ARCHIVE, REQUEUE, EXTEND, MAINTAIN, SWEEP, QUARANTINE, CRON_FIRE, LOOKUP,
+               CANCEL, CANCELLED, FLUSH, PAUSE, UNPAUSE, RUN, DELETE, OVERVIEW, PAGE)
 
 
 @dataclass(frozen=True)
@@ -171,24 +175,30 @@ class Dequeued:
     duplicates: list[str]
     #: The new value of the token counter when it had to be reset (it was not a number), else None.
     seq_reset: str | None = None
+    #: Ids of tasks cancelled while they ran whose lease a crash returned to pending: ended, not leased.
+    cancelled: list[str] = field(default_factory=list)
 
 
-def dequeue(qk: QueueKeys, lease_ms: int, limit: int) -> Call:
-    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock)."""
+def dequeue(qk: QueueKeys, lease_ms: int, limit: int, solo_from: int = 0) -> Call:
+    """Lease up to ``limit`` pending tasks for ``lease_ms`` (deadlines by Redis's clock); a task whose lease was
+    lost ``solo_from`` times or more (0: never) is leased alone."""
     keys = (qk.pending, qk.active, qk.messages, qk.paused, qk.seq, qk.wake, qk.lost, qk.leased, qk.stats, qk.done,
-            qk.retry, qk.scheduled, qk.archived, qk.completed)
-    return Call(DEQUEUE, keys, (lease_ms, limit))
+            qk.retry, qk.scheduled, qk.archived, qk.completed, qk.cancel_requests, qk.cancelled, qk.waiters)
+    return Call(DEQUEUE, keys, (lease_ms, limit, solo_from))
 
 
 def parse_dequeue(reply: Any) -> Dequeued:
     """Read the reply to a :func:`dequeue` call."""
     notes, flat = reply[0], reply[1:]
     duplicates: list[str] = []
+    cancelled: list[str] = []
     seq_reset: str | None = None
     for i in range(0, len(notes) - 1, 2):
         what, detail = _text(notes[i]), _text(notes[i + 1])
         if what == "duplicate":
             duplicates.append(detail)
+        elif what == "cancelled":
+            cancelled.append(detail)
         elif what == "seq_reset":
             seq_reset = detail
     out: list[RawDelivery] = []
@@ -201,7 +211,7 @@ def parse_dequeue(reply: Any) -> Dequeued:
             except ValueError:
                 corrupt = f"its lost-lease counter {bytes(lost)[:100]!r} is not a number"
         out.append(RawDelivery(_text(raw_id), int(token), env, count, corrupt))
-    return Dequeued(out, duplicates, seq_reset)
+    return Dequeued(out, duplicates, seq_reset, cancelled)
 
 
 # -- settling -----------------------------------------------------------------------------------------------------
@@ -233,7 +243,7 @@ def ack(qk: QueueKeys, now_ms: int, items: Sequence[Completion], tombstones: Tom
     """Complete ``items`` of one queue whose leases the caller holds; read the reply with :func:`parse_ack`."""
     t = tombstones or Tombstones()
     keys = [qk.active, qk.messages, qk.lost, qk.completed, qk.stats, qk.done, qk.leased, qk.waiters,
-            qk.minutes(hour_of(now_ms))]
+            qk.cancel_requests, qk.minutes(hour_of(now_ms))]
     args: list[Arg] = [now_ms, t.window_ms, t.cap]
     for c in items:
         lock = 0
@@ -270,11 +280,17 @@ def retry(qk: QueueKeys, member: str, retry_at_ms: int, envelope: Envelope, *, n
     return Call(RETRY, keys, (wire(member), retry_at_ms, envelope, now_ms))
 
 
+#: Default bounds of a queue's dead letter, and of its cancelled set (WorkerSettings can change the archive's).
+ARCHIVE_MAX_SIZE = 10_000
+ARCHIVE_MAX_AGE_S = 90 * 86400.0
+
+
 def archive(qk: QueueKeys, member: str, now_ms: int, envelope: Envelope, max_size: int, max_age_ms: int,
             unique_lock: str | None = None) -> Call:
     """Move a delivery to the dead letter (bounded by ``max_size`` and ``max_age_ms``), if its lease is held,
     releasing its "until finished" ``unique_lock`` if it holds it."""
-    keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats, qk.leased, qk.waiters, qk.minutes(hour_of(now_ms)),
+    keys = (qk.active, qk.archived, qk.messages, qk.lost, qk.stats, qk.leased, qk.waiters, qk.cancel_requests,
+            qk.minutes(hour_of(now_ms)),
             *((unique_lock,) if unique_lock else ()))
     return Call(ARCHIVE, keys, (wire(member), now_ms, envelope, max_size, now_ms - max_age_ms))
 
@@ -303,18 +319,22 @@ class MaintenanceResult:
     pending: int
     #: Corrupt entries waiting in the queue's quarantine to be archived.
     quarantined: int
+    #: Ids of the aggregation groups due to be flushed (at most 10 per sweep).
+    due_groups: list[str] = field(default_factory=list)
 
 
 def maintain(qk: QueueKeys, now_ms: int, grace_ms: int, limit: int = 500) -> Call:
     """Recover leases expired more than ``grace_ms`` ago (Redis's clock) and promote tasks due at ``now_ms``."""
-    keys = (qk.active, qk.pending, qk.retry, qk.scheduled, qk.lost, qk.wake, qk.stats, qk.leased, qk.quarantine)
+    keys = (qk.active, qk.pending, qk.retry, qk.scheduled, qk.lost, qk.wake, qk.stats, qk.leased, qk.quarantine,
+            qk.groups)
     return Call(MAINTAIN, keys, (now_ms, grace_ms, limit))
 
 
 def parse_maintain(reply: Any) -> MaintenanceResult:
     """Read the reply to a :func:`maintain` call."""
     due = int(reply[2])
-    return MaintenanceResult(int(reply[0]), int(reply[1]), due if due >= 0 else None, int(reply[3]), int(reply[4]))
+    return MaintenanceResult(int(reply[0]), int(reply[1]), due if due >= 0 else None, int(reply[3]), int(reply[4]),
+                             [_text(g) for g in reply[5]])
 
 
 @dataclass(frozen=True)
@@ -330,7 +350,7 @@ class SweepResult:
 def sweep(qk: QueueKeys, count: int, pending_max: int, new_pass: bool = False) -> Call:
     """Check the next ``count`` entries of each structure for corruption (see lua/sweep.lua)."""
     keys = (qk.messages, qk.pending, qk.active, qk.scheduled, qk.retry, qk.archived, qk.completed, qk.leased,
-            qk.lost, qk.quarantine, qk.sweep, qk.stats)
+            qk.lost, qk.quarantine, qk.sweep, qk.stats, qk.cancelled)
     return Call(SWEEP, keys, (count, pending_max, "1" if new_pass else "0"))
 
 
@@ -345,7 +365,7 @@ def quarantine(qk: QueueKeys, now_ms: int, items: Sequence[tuple[bytes, str, Env
     for entry, task_id, envelope in items:
         args.extend((entry, wire(task_id), envelope))
     keys = (qk.quarantine, qk.messages, qk.archived, qk.stats, qk.leased, qk.pending, qk.scheduled, qk.retry,
-            qk.completed, qk.lost)
+            qk.completed, qk.lost, qk.cancelled)
     return Call(QUARANTINE, keys, tuple(args))
 
 
@@ -528,3 +548,93 @@ def cron_fire(qk: QueueKeys, entry: str, keep_ms: int, fires: Sequence[CronFire]
 def parse_cron_fire(reply: Any) -> list[int]:
     """One code per fire: :data:`CRON_ENQUEUED`, :data:`CRON_CLAIMED_ALREADY` or :data:`CRON_ID_TAKEN`."""
     return [int(x) for x in reply]
+
+
+# -- the task lifecycle: lookup, cancellation, aggregation ---------------------------------------------------------
+
+def _lookup_keys(qk: QueueKeys) -> tuple[str, ...]:
+    """The stores a lookup reads, in the order lookup.lua takes them."""
+    return (qk.messages, qk.leased, qk.scheduled, qk.retry, qk.archived, qk.completed, qk.cancelled, qk.done,
+            qk.waiters)
+
+
+WAIT_ENTER = "enter"
+WAIT_LEAVE = "leave"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One task as :func:`lookup` found it: its state word (see lua/lookup.lua), the state's detail (a time in
+    ms, or the delivery token of an active task) and its stored envelope, if any."""
+
+    state: str
+    detail: str
+    envelope: bytes | None
+
+
+def lookup(qk: QueueKeys, task_id: str, waiter: str = "") -> Call:
+    """Find task ``task_id`` of one queue; ``waiter`` :data:`WAIT_ENTER` also counts one more waiter for its end
+    (in the same step), :data:`WAIT_LEAVE` one less."""
+    return Call(LOOKUP, _lookup_keys(qk), (wire(task_id), waiter))
+
+
+def parse_lookup(reply: Any) -> Lookup:
+    """Read the reply to a :func:`lookup` call."""
+    env = reply[2]
+    return Lookup(_text(reply[0]), _text(reply[1]), bytes(env) if env else None)
+
+
+CANCEL_OUTCOMES = ("cancelled", "requested", "already_cancelled", "finished", "unknown")
+
+
+def cancel(qk: QueueKeys, task_id: str, now_ms: int, max_size: int, max_age_ms: int, group_id: str | None = None,
+           unique_lock: str | None = None) -> Call:
+    """Cancel task ``task_id``: at once if it has not started (pending, scheduled, retrying, or aggregating in
+    ``group_id``), else by a request its worker acts on. The cancelled set is bounded like the archive. Returns
+    (outcome, state before) with :func:`parse_cancel`."""
+    keys = [qk.messages, qk.pending, qk.scheduled, qk.retry, qk.leased, qk.cancelled, qk.cancel_requests, qk.stats,
+            qk.archived, qk.completed, qk.done, qk.waiters, qk.groups, qk.group_start]
+    group_index = lock_index = 0
+    if group_id is not None:
+        keys.append(qk.group(group_id))
+        group_index = len(keys)
+    if unique_lock is not None:
+        keys.append(unique_lock)
+        lock_index = len(keys)
+    args = (wire(task_id), now_ms, group_index, group_id or "", lock_index, max_size, now_ms - max_age_ms)
+    return Call(CANCEL, tuple(keys), args)
+
+
+def parse_cancel(reply: Any) -> tuple[str, str]:
+    """(outcome, state before) of a :func:`cancel` call; the outcome is one of :data:`CANCEL_OUTCOMES`."""
+    return _text(reply[0]), _text(reply[1])
+
+
+def cancelled(qk: QueueKeys, member: str, now_ms: int, envelope: Envelope, unique_lock: str | None = None) -> Call:
+    """End a delivery whose task was cancelled while it ran (if the caller still holds its lease): 1 when done."""
+    keys = (qk.active, qk.cancelled, qk.messages, qk.lost, qk.stats, qk.leased, qk.cancel_requests, qk.waiters,
+            *((unique_lock,) if unique_lock else ()))
+    return Call(CANCELLED, keys, (wire(member), now_ms, envelope))
+
+
+@dataclass(frozen=True)
+class Flush:
+    """One flush of an aggregation group: the ``members`` consumed (oldest first, as read), the aggregate task
+    (``task_id`` '' when every member had to be archived), and the members archived instead, as (id, envelope)."""
+
+    group_id: str
+    members: Sequence[str]
+    task_id: str
+    envelope: Envelope
+    archived: Sequence[tuple[str, Envelope]] = ()
+
+
+def flush(qk: QueueKeys, f: Flush, now_ms: int, rest_due_in_ms: int, max_size: int) -> Call:
+    """Replace the first members of a group by its aggregate task, if the group still starts with them."""
+    keys = (qk.group(f.group_id), qk.messages, qk.pending, qk.wake, qk.stats, qk.groups, qk.group_start, qk.archived,
+            qk.done, qk.waiters)
+    args: list[Arg] = [f.group_id, len(f.members), f.task_id, f.envelope, now_ms, rest_due_in_ms, max_size]
+    args.extend(wire(m) for m in f.members)
+    for task_id, env in f.archived:
+        args.extend((wire(task_id), env))
+    return Call(FLUSH, keys, tuple(args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 
 from router.errors import LocalRedisError
@@ -16,18 +17,21 @@ from router.testing.cluster import parse_info as _parse_info
 class _SentinelProcess(RedisServer):
     """A ``redis-server --sentinel`` whose config file (which Sentinel rewrites) lives in its directory."""
 
-    def __init__(self, *, master_name: str, master: RedisServer, binary: str | None) -> None:
+    def __init__(self, *, master_name: str, master: RedisServer, binary: str | None, down_after_ms: int,
+                 failover_timeout_ms: int) -> None:
         super().__init__(binary=binary)
         self._master_name = master_name
         self._master = master
+        self._down_after_ms = down_after_ms
+        self._failover_timeout_ms = failover_timeout_ms
 
     def _leading_args(self) -> list[str]:
         config = self.dir / "sentinel.conf"
         if not config.exists():
             config.write_text(
                 f"sentinel monitor {self._master_name} {self._master.host} {self._master.port} 1\n"
-                f"sentinel down-after-milliseconds {self._master_name} 2000\n"
-                f"sentinel failover-timeout {self._master_name} 10000\n"
+                f"sentinel down-after-milliseconds {self._master_name} {self._down_after_ms}\n"
+                f"sentinel failover-timeout {self._master_name} {self._failover_timeout_ms}\n"
             )
         return [str(config), "--sentinel"]
 
@@ -51,14 +55,27 @@ class RedisSentinelServer:
         master_name: str = "router-master",
         binary: str | None = None,
         startup_timeout_s: float = 30.0,
+        master_args: Sequence[str] = (),
+        replica_args: Sequence[str] = (),
+        down_after_ms: int = 2000,
+        failover_timeout_ms: int = 10000,
     ) -> None:
-        """Configure, without starting, the trio; ``master_name`` is the name the Sentinel monitors."""
+        """Configure, without starting, the trio; ``master_name`` is the name the Sentinel monitors.
+
+        ``master_args`` and ``replica_args`` are appended to each server's command line. Either server may be the
+        master after a failover, so a setting that matters to whichever is master goes to both (for instance
+        ``["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1"]``). ``down_after_ms`` is how long the
+        master must be unreachable before the Sentinel fails over.
+        """
         self.master_name = master_name
         """The name the Sentinel knows the master by."""
         self._binary = binary
         self._startup_timeout_s = startup_timeout_s
+        self._replica_args = tuple(replica_args)
+        self._down_after_ms = down_after_ms
+        self._failover_timeout_ms = failover_timeout_ms
         # Diskless sync would otherwise wait 5 s for more replicas before the first full sync.
-        self.master = RedisServer(binary=binary, extra_args=["--repl-diskless-sync-delay", "0"])
+        self.master = RedisServer(binary=binary, extra_args=["--repl-diskless-sync-delay", "0", *master_args])
         """The master's server."""
         self.replica: RedisServer | None = None
         """The replica's server (set by :meth:`start`)."""
@@ -77,11 +94,14 @@ class RedisSentinelServer:
         try:
             self.master.start()
             self.replica = RedisServer(
-                binary=self._binary, extra_args=["--replicaof", self.master.host, str(self.master.port)]
+                binary=self._binary,
+                extra_args=["--repl-diskless-sync-delay", "0", "--replicaof", self.master.host,
+                            str(self.master.port), *self._replica_args],
             )
             self.replica.start()
             self.sentinel = _SentinelProcess(
-                master_name=self.master_name, master=self.master, binary=self._binary
+                master_name=self.master_name, master=self.master, binary=self._binary,
+                down_after_ms=self._down_after_ms, failover_timeout_ms=self._failover_timeout_ms,
             )
             self.sentinel.start()
             wait_until(

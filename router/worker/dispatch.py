@@ -29,14 +29,14 @@ from jsonschema.protocols import Validator
 from router.clock import Clock, to_ms
 from router.registry.fastcheck import Check, compile_fast
 from router.registry.model import Registry, ServiceSpec, TaskSpec
-from router.registry.payloads import payload_validator, payload_violations, thaw
+from router.registry.payloads import evaluation_failure, payload_validator, payload_violations, thaw
 from router.service import HandlerEntry, Service
 from router.storage.envelope import MalformedMessage, decode
 from router.storage.keys import QueueKeys
 from router.storage.protocol import RawDelivery
 from router.storage.taskids import check_task_id
 from router.task import Task
-from router.worker.leases import lost_lease_verdict
+from router.worker.leases import SOLO_FROM_LOST_LEASES, lost_lease_verdict
 from router.worker.settlement import Settlements
 from router.worker.state import Delivery
 
@@ -94,7 +94,7 @@ class Dispatcher:
             d.task_id, env.type, env.payload, self._spec.name, qk.queue, env.failures + d.lost_leases + 1,
             max_retry, timeout_s, env.enqueued_at_ms, env.deadline_ms, traceparent=env.traceparent,
         )
-        return Delivery(qk, d.member, task, env, entry.is_async), entry
+        return Delivery(qk, d.member, task, env, entry.is_async, solo=d.lost_leases >= SOLO_FROM_LOST_LEASES), entry
 
     def _payload_problem(self, spec: TaskSpec, payload: Mapping[str, Any]) -> str | None:
         """Why ``payload`` violates its task's schema, or None (the fast path first, as the guard does)."""
@@ -108,5 +108,7 @@ class Dispatcher:
             return "; ".join(f"{v.path}: {v.message}" for v in payload_violations(spec, payload)[:10])
         except RecursionError:
             return "the payload is nested too deeply to check"
-        except Exception as exc:  # the schema library failing on a payload is not a reason to crash the worker
-            return f"the payload could not be checked ({type(exc).__name__}: {exc})"
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # the schema library failing (rpds panics included) must not crash the worker
+            return f"the payload schema {evaluation_failure(exc)}"

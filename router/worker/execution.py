@@ -92,6 +92,13 @@ class HandlerRunner:
             loop = self._loop or self._start_loop()
             loop.call_soon_threadsafe(self._park_and_start, async_jobs)
 
+    def cancel(self, key: object) -> None:
+        """Cancel the ``async def`` handler running for ``key`` (from any thread); its outcome is the
+        ``asyncio.CancelledError``. Sync handlers cannot be stopped from outside: they watch ``task.cancelled``."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._cancel_one, key)
+
     def shutdown(self) -> None:
         """Stop accepting work; running sync handlers finish on their daemon threads, async ones are cancelled."""
         for _ in self._threads:
@@ -174,6 +181,11 @@ class HandlerRunner:
         fut = self._async_tasks.get(key)
         if fut is not None and not fut.done():
             self._timed_out.add(key)
+            fut.cancel()
+
+    def _cancel_one(self, key: object) -> None:
+        fut = self._async_tasks.get(key)
+        if fut is not None and not fut.done():
             fut.cancel()
 
     def _cancel_all(self) -> None:

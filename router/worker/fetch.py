@@ -10,7 +10,9 @@ How much: a worker holds at most ``concurrency + prefetch`` leases. The main loo
 round trip as its acks, reserving the slots it asks for. On a single server an idle worker's one wake-up thread
 pipelines a dequeue behind its blocking pop (the first task after idle costs one round trip), reserving the slots
 that dequeue may fill. With one wake-up thread per cluster slot, the threads only wake the main loop, which then
-fetches: a thread blocked on one queue must not hold slots that another queue's tasks could use.
+fetches: a thread blocked on one queue must not hold slots that another queue's tasks could use. While it holds a
+task that lost its lease repeatedly (leased alone: it may be what kills its workers, see
+:mod:`~router.worker.leases`), a worker leases nothing more.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from router.storage.broker import SyncBroker
 from router.storage.keys import QueueKeys
 from router.worker.dispatch import Dispatcher
 from router.worker.execution import Job
-from router.worker.leases import Leases
+from router.worker.leases import SOLO_FROM_LOST_LEASES, Leases
 from router.worker.settings import WorkerSettings
 from router.worker.settlement import Settlements
 from router.worker.state import LoopState
@@ -81,7 +83,14 @@ class Fetcher:
     def free_slots(self) -> int:
         """Deliveries this worker may still lease: capacity minus what it holds and wake-ups may bring."""
         with self._reserve_lock:
-            return self.capacity - len(self._state.running) - self.reserved
+            return self._room()
+
+    def _room(self) -> int:
+        """Under the reserve lock: the free slots, none while a task that must run alone is held."""
+        running = self._state.running
+        if any(run.solo for run in list(running.values())):
+            return 0
+        return self.capacity - len(running) - self.reserved
 
     def settle_and_fetch(self) -> tuple[int, bool]:
         """Send pending acks and, in the same round trip, fetch for free slots. Returns (fetched, all empty).
@@ -104,12 +113,12 @@ class Fetcher:
         fetched = 0
         for qk in self._order():
             with self._reserve_lock:  # a wake-up thread planning meanwhile must not count these slots as free
-                free = min(free, self.capacity - len(st.running) - self.reserved)
+                free = min(free, self._room())
                 if free <= 0:
                     return fetched, False
                 self.reserved += free
             try:
-                calls = [*ack_calls, protocol.dequeue(qk, self._leases.lease_ms, free)]
+                calls = [*ack_calls, protocol.dequeue(qk, self._leases.lease_ms, free, SOLO_FROM_LOST_LEASES)]
                 replies = self._broker.run_each(calls)
                 error = self._outcomes.apply(ack_calls, replies[:-1])
                 ack_calls = []
@@ -135,9 +144,11 @@ class Fetcher:
             return []
         queues = [qk for qk in self._order() if qk in group]
         with self._reserve_lock:
-            shares = _split(self.capacity - len(self._state.running) - self.reserved, len(queues))
+            shares = _split(self._room(), len(queues))
             self.reserved += sum(shares)
-        return [Fetch(qk, n, protocol.dequeue(qk, self._leases.lease_ms, n)) for qk, n in zip(queues, shares) if n]
+        lease_ms = self._leases.lease_ms
+        return [Fetch(qk, n, protocol.dequeue(qk, lease_ms, n, SOLO_FROM_LOST_LEASES))
+                for qk, n in zip(queues, shares) if n]
 
     def release(self, plan: Sequence[Fetch]) -> None:
         """Give back the slots ``plan`` reserved."""
@@ -174,6 +185,9 @@ class Fetcher:
             log.warning("duplicate_reference_dropped", queue=qk.queue, ids=dequeued.duplicates[:20],
                         count=len(dequeued.duplicates), note="a pending id of a task already leased or in another "
                         "state; the task runs once")
+        if dequeued.cancelled:
+            log.info("task_cancelled", queue=qk.queue, ids=dequeued.cancelled[:20], count=len(dequeued.cancelled),
+                     note="cancelled while it ran; its worker died before stopping it, so it ends now")
         if dequeued.seq_reset is not None:
             log.warning("token_counter_reset", queue=qk.queue, value=dequeued.seq_reset,
                         note="the delivery token counter was not a number")

@@ -21,7 +21,7 @@ import structlog
 from router.clock import Clock, to_ms
 from router.storage import protocol
 from router.storage.broker import SyncBroker
-from router.storage.envelope import Envelope, MalformedMessage, decode, encode
+from router.storage.envelope import Envelope, MalformedMessage, decode, encode, undecodable
 from router.storage.keys import QueueKeys
 from router.storage.taskids import new_task_id
 
@@ -107,10 +107,7 @@ def _orphan_envelope(raw: bytes | None, now_ms: int, why: str) -> Envelope:
     try:
         return replace(decode(raw), reason="orphan", last_error=why)
     except MalformedMessage:
-        data = raw or b""
-        payload = {"raw": data.decode("utf-8", "backslashreplace")[:1_000_000], "raw_bytes": len(data)}
-        return Envelope(type="<undecodable>", payload=payload, enqueued_at_ms=now_ms, reason="orphan",
-                        last_error=why)
+        return undecodable(raw, "orphan", why, now_ms)
 
 
 def _text(value: bytes) -> str:

@@ -12,11 +12,17 @@ when a lease expires. Then:
 2. **Expiry and recovery.** Every worker of the service runs the maintenance sweep (:meth:`Leases.maintain`,
    ``lua/maintain.lua``) at least every ``maintenance_s``: leases whose deadline passed more than
    ``recovery_grace_s`` ago (a margin for a slow extension round trip) go back to the *front* of pending, and
-   the task's lost-lease counter (``Q:lost``) goes up. The same sweep promotes due retries and scheduled tasks.
+   the task's lost-lease counter (``Q:lost``) goes up. The same sweep promotes due retries and scheduled tasks,
+   and names the aggregation groups due to be flushed (:mod:`~router.worker.aggregation`).
 3. **Redelivery.** The next dequeue returns that counter with the task; the attempt number counts lost leases as
    failures. A task whose lease expired more than ``max(max_retry, 3)`` times is archived with reason
    ``lease_expired`` (:func:`lost_lease_verdict`): it keeps killing or stalling its workers. Lost leases get
    that looser cap because a prefetched delivery of a killed worker never ran at all.
+   A task whose lease expired :data:`SOLO_FROM_LOST_LEASES` times or more is leased alone, and its worker leases
+   nothing more until it is settled: a task that kills its process then takes only itself down, so the tasks
+   that happened to die with it (recovered to the front of pending together, so fetched together again) reach
+   that count at most, never the archive's. One lost lease is the common case (a worker killed once) and
+   changes nothing.
 4. **Fencing.** Ack, retry and archive (``lua/ack.lua``, ``retry.lua``, ``archive.lua``) only act on a member
    still in the active set, so a worker that lost its lease cannot complete a task someone else now owns; its
    outcome is counted as ``stale``.
@@ -40,6 +46,8 @@ log = structlog.get_logger(__name__)
 
 #: Lost leases tolerated before a task is archived, whatever its ``max_retry`` (see the module docstring).
 MIN_LOST_LEASES_TO_ARCHIVE = 3
+#: Lost leases from which a task runs with no other task leased after it (see the module docstring).
+SOLO_FROM_LOST_LEASES = 2
 
 
 def lost_lease_verdict(lost_leases: int, max_retry: int) -> str | None:
@@ -61,6 +69,8 @@ class Maintained:
     next_at: float
     #: Queues with corrupt entries waiting in their quarantine.
     quarantined: list[QueueKeys]
+    #: Aggregation groups due to be flushed, as (queue, group id).
+    due_groups: list[tuple[QueueKeys, str]]
 
 
 class Leases:
@@ -97,6 +107,7 @@ class Leases:
         promoted = 0
         pending = False
         quarantined: list[QueueKeys] = []
+        due_groups: list[tuple[QueueKeys, str]] = []
         next_at = now_m + s.maintenance_s
         for qk, reply in zip(self._queues, replies):
             r = protocol.parse_maintain(reply)
@@ -104,8 +115,9 @@ class Leases:
             pending = pending or r.pending > 0  # work no wake token announced (a queue unpaused, say)
             if r.quarantined:
                 quarantined.append(qk)
+            due_groups.extend((qk, g) for g in r.due_groups)
             if r.recovered:
                 log.warning("leases_recovered", queue=qk.queue, count=r.recovered)
             if r.next_due_in_ms is not None:
                 next_at = min(next_at, now_m + max(0.01, r.next_due_in_ms / 1000))
-        return Maintained(promoted, pending, next_at, quarantined)
+        return Maintained(promoted, pending, next_at, quarantined, due_groups)

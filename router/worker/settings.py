@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from router.storage.protocol import ARCHIVE_MAX_AGE_S, ARCHIVE_MAX_SIZE
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -25,9 +27,9 @@ class WorkerSettings:
     #: Clock-skew allowance before an expired lease is recovered.
     recovery_grace_s: float = 1.0
     #: Dead-letter entries kept per queue; the oldest are dropped beyond it.
-    archive_max_size: int = 10_000
+    archive_max_size: int = ARCHIVE_MAX_SIZE
     #: Dead-letter entries older than this are dropped.
-    archive_max_age_s: float = 90 * 86400.0
+    archive_max_age_s: float = ARCHIVE_MAX_AGE_S
     #: Completed (not retained) task ids are remembered this long, up to ``dedupe_max`` per queue, so repeating
     #: an enqueue whose outcome was unknown cannot run the task a second time.
     dedupe_window_s: float = 300.0

@@ -20,7 +20,7 @@ from router.clock import Clock, to_ms
 from router.errors import DeadlineExceeded, SkipRetry
 from router.registry.model import Registry
 from router.storage import protocol
-from router.storage.envelope import Envelope, encode, encode_result
+from router.storage.envelope import Envelope, encode, encode_result, undecodable
 from router.storage.keys import QueueKeys
 from router.worker.backoff import Backoff
 from router.worker.execution import HandlerTimeout
@@ -66,7 +66,8 @@ class Settlements:
         self._outbox: list[tuple[protocol.Call, str]] = []
         # For each call the last calls() built: what to record when it lands, and how to queue it again if not.
         self._built: list[tuple[Callable[[Any], None], Callable[[], None]]] = []
-        self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "stale": 0, "requeued": 0}
+        self.stats = {"processed": 0, "failed": 0, "retried": 0, "archived": 0, "cancelled": 0, "stale": 0,
+                      "requeued": 0}
 
     def complete(self, run: Delivery, result: Any) -> None:
         """Queue the ack of a successful delivery, keeping its result when the task type retains results (up to
@@ -136,6 +137,13 @@ class Settlements:
             self._observe(qk.queue, env.type, "archived", reason)
         log.warning("task_archived", member=member, type=env.type, queue=qk.queue, reason=reason, error=error[:500])
 
+    def cancelled(self, run: Delivery, detail: str) -> None:
+        """Queue the end of a delivery whose task was cancelled (it stopped, or never started)."""
+        env = replace(run.envelope, reason="cancelled", last_error=detail[:2000])
+        call = protocol.cancelled(run.qk, run.member, to_ms(self._clock()), encode(env), _lock_of(run.qk, run.envelope))
+        self._outbox.append((call, "cancelled"))
+        log.info("task_cancelled", task_id=run.task.id, type=run.task.type, queue=run.qk.queue, detail=detail[:500])
+
     def _observe(self, queue: str, task_type: str, outcome: Settled, reason: str | None) -> None:
         assert self._observer is not None
         known = task_type if task_type in self._registry.tasks else "<unknown>"  # untrusted: never a raw label
@@ -146,9 +154,7 @@ class Settlements:
 
     def archive_raw(self, qk: QueueKeys, d: protocol.RawDelivery, reason: str, detail: str) -> None:
         """Dead-letter a message that could not be decoded, keeping its bytes (up to 1 MB) for inspection."""
-        raw = d.envelope or b""
-        keep = {"raw": raw.decode("utf-8", "backslashreplace")[:1_000_000], "raw_bytes": len(raw)}
-        self.archive(qk, d.member, Envelope(type="<undecodable>", payload=keep, enqueued_at_ms=0), reason, detail)
+        self.archive(qk, d.member, undecodable(d.envelope, reason, detail), reason, detail)
 
     def calls(self) -> list[protocol.Call]:
         """Every queued transition: retries and archives first, then one ack call per queue."""
@@ -192,7 +198,8 @@ class Settlements:
     def _count(self, what: str, reply: Any) -> None:
         if int(reply) == 1:
             self.stats[what] += 1
-            self.stats["failed"] += 1
+            if what != "cancelled":
+                self.stats["failed"] += 1
         else:
             self.stats["stale"] += 1
             log.warning("stale_completion_refused", what=what, reason="lease no longer held")

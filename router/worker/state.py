@@ -22,9 +22,13 @@ class Delivery:
     task: Task
     envelope: Envelope
     is_async: bool = False
+    #: Its lease expired often enough that it may be killing its workers: it runs with no other task leased after
+    #: it (see router/worker/leases.py).
+    solo: bool = False
     started: float | None = None  # monotonic start time, set by the handler thread when it claims the task
     abandoned: bool = False  # timed out or handed back: never started, or its outcome is discarded
     finished: bool = False  # the handler returned; its outcome is on its way to the main loop
+    cancel_requested: bool = False  # someone cancelled the task: an error ends it as cancelled, not retried
 
 
 @dataclass

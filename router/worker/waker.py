@@ -143,7 +143,11 @@ class Waker:
                 if self._stopped.is_set() or isinstance(woke, Exception):
                     requeue_fetched(broker, fetched)
                     self._release(plan)
-                    if isinstance(woke, Exception):
+                    if isinstance(woke, TRANSIENT_ERRORS):
+                        # Refused for now (a failover under way: NOREPLICAS, READONLY): look again after a pause.
+                        self._stopped.wait(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                    elif isinstance(woke, Exception):
                         raise woke  # the pop itself was refused (ACL): this thread cannot go on
                 elif woke or any(isinstance(r, Exception) or len(r) > 1 or r[0] for _, r in fetched):
                     self._armed.clear()

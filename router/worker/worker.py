@@ -37,7 +37,10 @@ from router.storage.connection import BLOCK_S, TRANSIENT_ERRORS, Role, SyncRedis
 from router.storage.keys import service_keys, service_queue_keys
 from router.tracing import tracing as tracing_for
 from router.worker import signals
+from router.worker.aggregation import Aggregator
 from router.worker.backoff import Backoff, exponential_jitter
+from router.worker.cancellation import CANCEL_POLL_S, Cancellations
+from router.worker.chores import Chores
 from router.worker.dispatch import Dispatcher
 from router.worker.execution import HandlerRunner, Middleware, Outcome
 from router.worker.fetch import Fetcher, QueueOrder
@@ -48,6 +51,7 @@ from router.worker.observe import TaskObserver
 from router.worker.preflight import wait_for_redis, warn_about_server
 from router.worker.settings import WorkerSettings
 from router.worker.settlement import ArchivePolicy, Settlements
+from router.worker.shutdown import REDIS_ERRORS, hand_back, settle_and_withdraw
 from router.worker.state import Delivery, LoopState
 from router.worker.timeouts import fail_timed_out, next_timeout
 from router.worker.waker import Fetched, Waker
@@ -57,10 +61,8 @@ log = structlog.get_logger(__name__)
 _DONE, _WAKE, _SIGNAL, _FATAL, _EXPIRED = range(5)
 #: A stop signal cuts short a round trip that has waited this long (Redis frozen, not down).
 UNSTICK_AFTER_S = 1.0
-#: How often the observer (metrics) hears what runs now, while anything does.
+#: How often the observer (metrics) hears what runs now.
 RUNNING_SAMPLE_S = 1.0
-IDLE = float("inf")
-_REDIS_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, BrokerError)
 
 
 class Worker:
@@ -127,6 +129,8 @@ class Worker:
         self._dispatcher = Dispatcher(registry, self.spec, app, self._outcomes, clock)
         self._leases = Leases(self.queues, s, clock)
         self._integrity = Integrity(self.queues, clock)
+        self._aggregator = Aggregator(registry, clock)
+        self._cancellations = Cancellations(self._claim_lock, self._stop_async, self._end_unstarted)
         self._heartbeat = Heartbeat(service_keys(self.spec), self.worker_id, [qk.queue for qk in self.queues],
                                     app, s.concurrency, s.heartbeat_s, clock)
         self._signals = signals.Signals(self._notify_signal, self._close_gate, self._halt_waker, self._hand_back,
@@ -189,12 +193,18 @@ class Worker:
     def _loop(self, burst: bool, waker: Waker) -> None:
         st = self._state
         s = self.settings
-        now_m = time.monotonic()
-        next_extend = now_m + s.lease_s / 3
-        next_heartbeat = now_m
-        next_maintenance = now_m
-        next_sweep = now_m + SWEEP_EVERY_S
-        next_sample = now_m if self._observer is not None else IDLE
+        now_m = next_maintenance = time.monotonic()
+        chores = Chores()
+        chores.add("extend", s.lease_s / 3, lambda: self._leases.extend(self._broker, st.running.values()),
+                   now_m + s.lease_s / 3)
+        chores.add("cancel", CANCEL_POLL_S, lambda: self._cancellations.poll(self._broker, list(st.running.values())),
+                   now_m + CANCEL_POLL_S)
+        if not burst:
+            chores.add("heartbeat", s.heartbeat_s, lambda: self._heartbeat.beat(self._broker, st.running.values()),
+                       now_m)
+            chores.add("sweep", SWEEP_EVERY_S, lambda: self._integrity.slice(self._broker), now_m + SWEEP_EVERY_S)
+        if self._observer is not None:
+            chores.add("sample", RUNNING_SAMPLE_S, self._sample_running, now_m)
         backoff = 0.05
         while True:
             self._drain_events(block_s=0.0)
@@ -203,33 +213,24 @@ class Worker:
             try:
                 fetched, empty = self._fetch.settle_and_fetch()
                 now_m = time.monotonic()
-                if now_m >= next_extend:
-                    self._leases.extend(self._broker, st.running.values())
-                    next_extend = now_m + s.lease_s / 3
-                if now_m >= next_heartbeat and not burst:
-                    self._heartbeat.beat(self._broker, st.running.values())
-                    next_heartbeat = now_m + s.heartbeat_s
+                chores.run_due(now_m)
                 if now_m >= next_maintenance or (burst and empty and not st.running):
                     done = self._leases.maintain(self._broker, now_m)
                     next_maintenance = done.next_at
                     st.maybe_work = st.maybe_work or done.pending
                     for qk in done.quarantined:
                         self._integrity.archive_quarantined(self._broker, qk)
-                    if burst and empty and not st.running and not done.promoted and not fetched:
+                    made = self._aggregator.flush_due(self._broker, done.due_groups) if done.due_groups else 0
+                    if burst and empty and not st.running and not (done.promoted or made or fetched):
                         # Before a burst ends, one full integrity pass; if it archived something, look once more.
                         if not self._integrity.full_pass(self._broker):
                             return
                         st.maybe_work = True
                         continue
-                    if done.promoted:
+                    if done.promoted or made:
                         st.maybe_work = True
                         continue
-                if now_m >= next_sweep and not burst:
-                    self._integrity.slice(self._broker)
-                    next_sweep = now_m + SWEEP_EVERY_S
                 fail_timed_out(st.running.values(), now_m, self._outcomes)
-                if self._observer is not None and (now_m >= next_sample or (st.running and next_sample == IDLE)):
-                    next_sample = self._sample_running(now_m)
                 if st.outage_since is not None:
                     log.info("redis_available", outage_s=round(time.monotonic() - st.outage_since, 3))
                     st.outage_since = None
@@ -248,9 +249,7 @@ class Worker:
                 continue  # the queue may hold more: fetch again before sleeping
             if empty and st.fetching and not st.stopping:
                 waker.arm()
-            wake_at = min(next_extend, next_maintenance, next_timeout(st.running.values()), next_sample)
-            if not burst:
-                wake_at = min(wake_at, next_heartbeat)
+            wake_at = min(chores.next_at(), next_maintenance, next_timeout(st.running.values()))
             if st.stopping:
                 wake_at = min(wake_at, st.stop_deadline)
             self._drain_events(block_s=max(0.0, wake_at - time.monotonic()))
@@ -316,6 +315,9 @@ class Worker:
             return
         if outcome.error is None:
             self._outcomes.complete(run, outcome.result)
+        elif run.cancel_requested:
+            self._outcomes.cancelled(run, f"cancelled while running; the handler ended with "
+                                          f"{type(outcome.error).__name__}: {outcome.error}")
         else:
             self._outcomes.fail(run, outcome.error)
 
@@ -326,16 +328,14 @@ class Worker:
         except Exception as exc:  # an observer's failure is not the task's
             log.warning("observer_failed", hook="task_finished", error=f"{type(exc).__name__}: {exc}")
 
-    def _sample_running(self, now_m: float) -> float:
-        """Tell the observer what runs now; returns when to sample next (never again while nothing runs and the
-        last sample was empty, so an idle worker's loop does not wake up for it)."""
+    def _sample_running(self) -> None:
+        """Tell the observer which tasks' handlers run now (a chore of the main loop, and once more at exit)."""
         runs = [r.task for r in self._state.running.values() if r.started is not None and not r.abandoned]
         try:
             assert self._observer is not None
             self._observer.running(runs)
-        except Exception as exc:
+        except Exception as exc:  # an observer's failure is not the task's
             log.warning("observer_failed", hook="running", error=f"{type(exc).__name__}: {exc}")
-        return now_m + RUNNING_SAMPLE_S if runs or self._state.running else IDLE
 
     # -- wiring for the components ----------------------------------------------------------------------------------
     def _notify_signal(self, signum: int) -> None:
@@ -351,6 +351,13 @@ class Worker:
             if not self._gate_open:
                 self._broker.interrupt_if_stuck(UNSTICK_AFTER_S)
 
+    def _stop_async(self, run: Delivery) -> None:
+        self._runner.cancel(run)
+
+    def _end_unstarted(self, run: Delivery) -> None:
+        self._state.running.pop(run.member, None)
+        self._outcomes.cancelled(run, "cancelled before it started")
+
     def _halt_waker(self) -> None:
         self._waker.halt()
 
@@ -364,7 +371,7 @@ class Worker:
                 "stopping": self._state.stopping, "fetching": self._state.fetching, **self.stats}
 
     def _hand_back(self, started: bool) -> None:
-        self.stats["requeued"] += signals.hand_back(self._broker, self._state, self._claim_lock, started)
+        self.stats["requeued"] += hand_back(self._broker, self._state, self._claim_lock, started)
 
     def _on_wake(self, fetched: Fetched) -> None:
         self._events.put((_WAKE, fetched))
@@ -384,25 +391,10 @@ class Worker:
         self._state.stopping = True  # also after an error: a late wake-up's tasks go back, not to the runner
         self._runner.shutdown()
         self._hand_back(True)  # skips deliveries whose handler already finished...
-        with contextlib.suppress(WorkerCrashed, *_REDIS_ERRORS):
+        with contextlib.suppress(WorkerCrashed, *REDIS_ERRORS):
             self._drain_events(block_s=0.0)  # ...which are settled here instead
-        failures: list[str] = []
-        calls = self._outcomes.calls()
-        try:
-            if calls:
-                error = self._outcomes.apply(calls, self._broker.run_each(calls))
-                if error is not None:
-                    failures.append(str(error))
-        except _REDIS_ERRORS as exc:
-            failures.append(str(exc))
-        try:
-            self._heartbeat.withdraw(self._broker)
-        except _REDIS_ERRORS as exc:
-            failures.append(str(exc))
+        settle_and_withdraw(self._broker, self._outcomes, self._heartbeat)
         if self._observer is not None:
-            self._sample_running(time.monotonic())  # what still runs at exit (nothing, unless a sync handler hangs)
-        if failures:
-            log.error("shutdown_incomplete", error=failures[0],
-                      hint="unsettled tasks return to pending when their lease expires; the heartbeat expires")
+            self._sample_running()  # what still runs at exit (nothing, unless a sync handler hangs)
         self._broker.close()
 

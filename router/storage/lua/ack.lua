@@ -1,7 +1,7 @@
 -- ack: complete tasks whose lease the caller still holds.
 -- KEYS[1] Q:active  KEYS[2] Q:msg  KEYS[3] Q:lost  KEYS[4] Q:completed  KEYS[5] Q:stats  KEYS[6] Q:done
--- KEYS[7] Q:leased  KEYS[8] Q:waiters  KEYS[9] Q:minutes:<hour of now> (per-minute counters), then the unique
--- locks the items name by index
+-- KEYS[7] Q:leased  KEYS[8] Q:waiters  KEYS[9] Q:cancelreq  KEYS[10] Q:minutes:<hour of now> (per-minute
+-- counters), then the unique locks the items name by index
 -- ARGV[1] now (ms)  ARGV[2] tombstone window (ms)  ARGV[3] tombstone cap
 -- then quadruples: "<id>:<token>", retain-until (ms, 0 = delete now), envelope with result ('' if none), index
 -- of the task's unique lock in KEYS (0: none), released if the task still holds it (an "until finished" lock).
@@ -13,12 +13,14 @@ local now = tonumber(ARGV[1])
 local stale = {}
 local done = 0
 local tombstones = {}
+local requests = redis.call('EXISTS', KEYS[9]) == 1  -- a cancellation asked for a task that then completed
 for i = 4, #ARGV, 4 do
   local member = ARGV[i]
   if redis.call('ZREM', KEYS[1], member) == 1 then
     local id = string.match(member, '^(.*):%d+$')
     redis.call('HDEL', KEYS[3], id)
     redis.call('HDEL', KEYS[7], id)
+    if requests then redis.call('HDEL', KEYS[9], id) end
     local keep = tonumber(ARGV[i + 1])
     if keep > now then
       redis.call('HSET', KEYS[2], id, ARGV[i + 2])
@@ -46,8 +48,8 @@ end
 if done > 0 then
   redis.call('HINCRBY', KEYS[5], 'processed', done)
   -- Per-minute history: one HINCRBY per call; the hash's expiry is set once per new minute.
-  if redis.call('HINCRBY', KEYS[9], 'p:' .. math.floor(now / 60000), done) == done then
-    redis.call('EXPIRE', KEYS[9], 90000)
+  if redis.call('HINCRBY', KEYS[10], 'p:' .. math.floor(now / 60000), done) == done then
+    redis.call('EXPIRE', KEYS[10], 90000)
   end
 end
 if #stale > 0 then redis.call('HINCRBY', KEYS[5], 'stale', #stale) end

@@ -1,7 +1,7 @@
 -- archive: move a task to the dead letter with its reason, if the caller still holds its lease.
 -- KEYS[1] Q:active  KEYS[2] Q:archived  KEYS[3] Q:msg  KEYS[4] Q:lost  KEYS[5] Q:stats  KEYS[6] Q:leased
--- KEYS[7] Q:waiters  KEYS[8] Q:minutes:<hour of now> (per-minute counters)  KEYS[9] the task's unique lock
--- (optional)
+-- KEYS[7] Q:waiters  KEYS[8] Q:cancelreq  KEYS[9] Q:minutes:<hour of now> (per-minute counters)
+-- KEYS[10] the task's unique lock (optional)
 -- ARGV[1] "<id>:<token>"  ARGV[2] now (ms)  ARGV[3] envelope with error and reason
 -- ARGV[4] max archived tasks  ARGV[5] drop archived entries older than this (ms)
 -- The archive is trimmed by age, then by size (oldest first), at most 100 entries per call, messages included. An
@@ -19,10 +19,11 @@ redis.call('HDEL', KEYS[6], id)
 redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
 redis.call('HINCRBY', KEYS[5], 'archived', 1)
-if redis.call('HINCRBY', KEYS[8], 'f:' .. math.floor(tonumber(ARGV[2]) / 60000), 1) == 1 then
-  redis.call('EXPIRE', KEYS[8], 90000)
+redis.call('HDEL', KEYS[8], id)
+if redis.call('HINCRBY', KEYS[9], 'f:' .. math.floor(tonumber(ARGV[2]) / 60000), 1) == 1 then
+  redis.call('EXPIRE', KEYS[9], 90000)
 end
-if KEYS[9] and redis.call('GET', KEYS[9]) == id then redis.call('DEL', KEYS[9]) end
+if KEYS[10] and redis.call('GET', KEYS[10]) == id then redis.call('DEL', KEYS[10]) end
 if redis.call('HDEL', KEYS[7], id) == 1 then redis.call('PUBLISH', KEYS[7], id) end
 local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5], 'LIMIT', 0, 100)
 local excess = redis.call('ZCARD', KEYS[2]) - #old - tonumber(ARGV[4])

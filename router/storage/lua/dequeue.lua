@@ -1,15 +1,18 @@
 -- dequeue: lease up to N pending tasks to a worker.
 -- KEYS[1] Q:pending  KEYS[2] Q:active  KEYS[3] Q:msg  KEYS[4] Q:paused  KEYS[5] Q:seq  KEYS[6] Q:wake
 -- KEYS[7] Q:lost  KEYS[8] Q:leased  KEYS[9] Q:stats  KEYS[10] Q:done  KEYS[11] Q:retry  KEYS[12] Q:scheduled
--- KEYS[13] Q:archived  KEYS[14] Q:completed
--- ARGV[1] lease (ms)  ARGV[2] max tasks
+-- KEYS[13] Q:archived  KEYS[14] Q:completed  KEYS[15] Q:cancelreq  KEYS[16] Q:cancelled  KEYS[17] Q:waiters
+-- ARGV[1] lease (ms)  ARGV[2] max tasks  ARGV[3] lost leases from which a task is leased alone (0: never)
 -- Returns {notes, then per task: id, delivery token, envelope or nil, lost-lease count or nil}; notes is a flat
 -- list of (what, detail) pairs the worker logs: ('duplicate', id) for a pending id that was already leased, or is
 -- in another state (a second reference, dropped: the task runs once), ('seq_reset', new value) when the token
--- counter was not a non-negative number.
+-- counter was not a non-negative number, ('cancelled', id) for a task cancelled while it ran whose lease a crash
+-- returned to pending: it moves to Q:cancelled instead of running again.
 -- Each task moves from pending to active as "<id>:<token>", scored by its lease deadline taken from Redis's own
 -- clock (so hosts' clock skew cannot expire leases early), and Q:leased records its current token. When work is
 -- left after this batch, the wake list is refilled so another idle worker wakes up too.
+-- A task whose lease was lost ARGV[3] times or more may be killing its workers: it is leased alone (the batch ends
+-- before it, or with it when it comes first; what was popped after goes back to the front of pending, in order).
 if redis.call('EXISTS', KEYS[4]) == 1 then return {{}} end
 local ids = redis.call('RPOP', KEYS[1], tonumber(ARGV[2]))
 if not ids then return {{}} end
@@ -31,8 +34,18 @@ end
 local first = last - n
 local out = {notes}
 local duplicates = 0
+local requests = redis.call('EXISTS', KEYS[15]) == 1
+local solo_from = tonumber(ARGV[3]) or 0
+local taken = 0
+local rest = n + 1  -- the first popped id that goes back to pending
 for i = 1, n do
   local id = ids[i]
+  local lost = redis.call('HGET', KEYS[7], id)
+  local alone = solo_from > 0 and tonumber(lost) and tonumber(lost) >= solo_from
+  if alone and taken > 0 then
+    rest = i
+    break
+  end
   local held = redis.call('HGET', KEYS[8], id)
   local dup = held and redis.call('ZSCORE', KEYS[2], id .. ':' .. held)
   local env = (not dup) and redis.call('HGET', KEYS[3], id)
@@ -47,6 +60,13 @@ for i = 1, n do
     duplicates = duplicates + 1
     notes[#notes + 1] = 'duplicate'
     notes[#notes + 1] = id
+  elseif requests and env and redis.call('HDEL', KEYS[15], id) == 1 then
+    redis.call('ZADD', KEYS[16], math.floor(deadline - tonumber(ARGV[1])), id)
+    redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
+    redis.call('HDEL', KEYS[7], id)
+    if redis.call('HDEL', KEYS[17], id) == 1 then redis.call('PUBLISH', KEYS[17], id) end
+    notes[#notes + 1] = 'cancelled'
+    notes[#notes + 1] = id
   else
     local token = string.format('%.0f', first + i)
     redis.call('ZADD', KEYS[2], deadline, id .. ':' .. token)
@@ -54,9 +74,15 @@ for i = 1, n do
     out[#out + 1] = id
     out[#out + 1] = token
     out[#out + 1] = env
-    out[#out + 1] = redis.call('HGET', KEYS[7], id)
+    out[#out + 1] = lost
+    taken = taken + 1
+    if alone then
+      rest = i + 1
+      break
+    end
   end
 end
+for i = n, rest, -1 do redis.call('RPUSH', KEYS[1], ids[i]) end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[9], 'duplicate', duplicates) end
 if redis.call('LLEN', KEYS[1]) > 0 and redis.call('LLEN', KEYS[6]) == 0 then
   redis.call('LPUSH', KEYS[6], '1')

@@ -1,14 +1,14 @@
 -- maintain: recover expired leases and promote due retry and scheduled tasks; safe to run from many workers.
 -- KEYS[1] Q:active  KEYS[2] Q:pending  KEYS[3] Q:retry  KEYS[4] Q:scheduled  KEYS[5] Q:lost  KEYS[6] Q:wake
--- KEYS[7] Q:stats  KEYS[8] Q:leased  KEYS[9] Q:quarantine
+-- KEYS[7] Q:stats  KEYS[8] Q:leased  KEYS[9] Q:quarantine  KEYS[10] Q:groups
 -- ARGV[1] now (ms, the caller's clock: retry and scheduled times are the producers' and workers' times)
 -- ARGV[2] recovery grace (ms)  ARGV[3] batch limit
 -- Leases are judged by Redis's own clock (dequeue.lua sets them so): a lease whose deadline passed more than the
 -- grace ago is expired. Its task goes to the front of pending (it was next once already) with its lost-lease count
 -- raised. An active member that is not "<id>:<token>" is corrupt: it moves to Q:quarantine, where a worker archives
 -- it with reason 'corrupt'. Due tasks go to the back of pending.
--- Returns {recovered, promoted, ms until the next lease expiry or due task (-1: none), pending count, quarantined
--- entries waiting}. The pending count lets idle workers notice work that no wake token announced (an unpaused
+-- Returns {recovered, promoted, ms until the next lease expiry, due task or group flush (-1: none), pending count,
+-- quarantined entries waiting, names of aggregation groups due to be flushed (at most 10)}. The pending count lets idle workers notice work that no wake token announced (an unpaused
 -- queue). An idle queue costs three ZRANGE calls: the range scans run only when the earliest entry is due.
 local now, grace, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -63,9 +63,21 @@ for _, key in ipairs({KEYS[3], KEYS[4]}) do
   end
 end
 
+local groups = {}
+local first_group = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
+if first_group[2] then
+  local at = tonumber(first_group[2])
+  if at <= redis_now then
+    groups = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', redis_now, 'LIMIT', 0, 10)
+  else
+    local due_in = at - redis_now
+    if next_in < 0 or due_in < next_in then next_in = due_in end
+  end
+end
+
 if recovered + promoted > 0 then
   if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], '1') end
   if recovered > 0 then redis.call('HINCRBY', KEYS[7], 'recovered', recovered) end
 end
 if corrupt > 0 then redis.call('HINCRBY', KEYS[7], 'corrupt', corrupt) end
-return {recovered, promoted, next_in, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[9])}
+return {recovered, promoted, next_in, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[9]), groups}

@@ -1,6 +1,6 @@
 -- quarantine: archive entries the sweep or the maintenance found corrupt, with the envelopes a worker built.
 -- KEYS[1] Q:quarantine  KEYS[2] Q:msg  KEYS[3] Q:archived  KEYS[4] Q:stats  KEYS[5] Q:leased  KEYS[6] Q:pending
--- KEYS[7] Q:scheduled  KEYS[8] Q:retry  KEYS[9] Q:completed  KEYS[10] Q:lost
+-- KEYS[7] Q:scheduled  KEYS[8] Q:retry  KEYS[9] Q:completed  KEYS[10] Q:lost  KEYS[11] Q:cancelled
 -- ARGV[1] now (ms), then triples: quarantine entry, id to archive under, envelope (with reason and details)
 -- An entry is archived only if it is still waiting in Q:quarantine (another worker may have done it), an orphaned
 -- message only if still nothing references it, a missing one only if it is still missing. Returns how many entries
@@ -10,7 +10,7 @@ local archived = 0
 
 local function referenced(id)
   if redis.call('HEXISTS', KEYS[5], id) == 1 then return true end
-  for _, key in ipairs({KEYS[7], KEYS[8], KEYS[3], KEYS[9]}) do
+  for _, key in ipairs({KEYS[7], KEYS[8], KEYS[3], KEYS[9], KEYS[11]}) do
     if redis.call('ZSCORE', key, id) then return true end
   end
   return redis.call('LPOS', KEYS[6], id) ~= false

@@ -1,6 +1,7 @@
 -- sweep: check a bounded slice of a queue's structures for corruption; a queue heals itself instead of stopping.
 -- KEYS[1] Q:msg  KEYS[2] Q:pending  KEYS[3] Q:active  KEYS[4] Q:scheduled  KEYS[5] Q:retry  KEYS[6] Q:archived
 -- KEYS[7] Q:completed  KEYS[8] Q:leased  KEYS[9] Q:lost  KEYS[10] Q:quarantine  KEYS[11] Q:sweep  KEYS[12] Q:stats
+-- KEYS[13] Q:cancelled
 -- ARGV[1] entries per structure (a SCAN COUNT hint)  ARGV[2] search pending for references only up to this length
 -- ARGV[3] '1' to start a new pass (cursors back to 0)
 -- Each call advances a cursor (kept in Q:sweep) through active, scheduled, retry, Q:leased, and, while pending is
@@ -8,7 +9,8 @@
 -- reason 'corrupt' or 'orphan' (nothing is dropped silently):
 --   'member\0<member>'          an active member that is not "<id>:<token>" with the token Q:leased records
 --   'missing\0<zset>\0<id>'     a scheduled or retry id whose message is gone
---   'orphan\0<id>'              a message that no structure references
+--   'orphan\0<id>'              a message that no structure references (a message naming a group ("g") belongs to
+--                               an aggregating member, whose group list is not scanned: it counts as referenced)
 -- Stale bookkeeping (a Q:leased entry without its active member, a lost-lease counter of an unreferenced id) is
 -- deleted and counted (stats 'stale_bookkeeping').
 -- Returns {names of the structures whose cursor completed a pass in this call, names of the structures scanned,
@@ -33,9 +35,14 @@ local function scan(field, cmd, key)
   return reply[2]
 end
 
+local function aggregating(id)
+  local ok, doc = pcall(cjson.decode, redis.call('HGET', KEYS[1], id) or '')
+  return ok and type(doc) == 'table' and type(doc.g) == 'string'
+end
+
 local function referenced(id)
   if redis.call('HEXISTS', KEYS[8], id) == 1 then return true end
-  for _, key in ipairs({KEYS[4], KEYS[5], KEYS[6], KEYS[7]}) do
+  for _, key in ipairs({KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[13]}) do
     if redis.call('ZSCORE', key, id) then return true end
   end
   return redis.call('LPOS', KEYS[2], id) ~= false
@@ -72,7 +79,7 @@ end
 if redis.call('LLEN', KEYS[2]) <= pending_max then
   local fields = scan('msg', 'HSCAN', KEYS[1])
   for i = 1, #fields, 2 do
-    if not referenced(fields[i]) then quarantine('orphan\0' .. fields[i]) end
+    if not referenced(fields[i]) and not aggregating(fields[i]) then quarantine('orphan\0' .. fields[i]) end
   end
   local counters = scan('lost', 'HSCAN', KEYS[9])
   for i = 1, #counters, 2 do
