@@ -19,8 +19,7 @@ from enginekit import REPO, build_registry, fast_settings, qk, raw_client, task,
 from schedkit import start_scheduler, write_cron_yaml
 
 import router
-from router.ops.inspector import CronEntryStatus, SchedulerStatus
-from router.ops.views import ActionJSON, QueueJSON, TaskJSON, TaskPageJSON, WorkerJSON
+from router.ops.views import ActionJSON, CronEntryStatus, QueueJSON, SchedulerStatus, TaskJSON, TaskPageJSON, WorkerJSON
 
 SERVICES: dict[str, Any] = {
     "shop": {

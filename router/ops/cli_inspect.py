@@ -20,6 +20,7 @@ import click
 from redis.exceptions import RedisError
 
 from router.errors import RouterError
+from router.ops.actions import BATCH
 from router.ops.cliutil import (
     fail,
     fail_for,
@@ -30,7 +31,7 @@ from router.ops.cliutil import (
     url_option,
 )
 from router.ops.exitcodes import ExitCode
-from router.ops.inspector import BATCH, LISTABLE, MAX_PAGE, Inspector
+from router.ops.inspector import LISTABLE, MAX_PAGE, Inspector
 from router.ops.views import ActionResult, Progress, QueueInfo, TaskSummary, WorkerInfo
 from router.producer.client import Client
 from router.storage import protocol

@@ -10,26 +10,27 @@ and bounded in work: :meth:`~Inspector.pause` / :meth:`~Inspector.unpause`, :met
 :meth:`~Inspector.delete_all`.
 Answers are the frozen values of :mod:`router.ops.views`. Sync only: a dashboard runs it in a thread pool.
 
-One task's detail and cancelling come with the task lifecycle (``Client.get_task`` / ``Client.cancel``); they will
-be wired here as ``task(service, id)`` and ``cancel(...)``.
+One task's state and result (:meth:`~Inspector.task`) and cancelling (:meth:`~Inspector.cancel`) are the client's
+(``Client.get_task`` / ``Client.cancel``) on the Inspector's connection. The actions live in
+:mod:`router.ops.actions`, the answers' types in :mod:`router.ops.views`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from typing import Any
 
 from router.clock import Clock, system_clock, to_ms
-from router.errors import UnknownQueue
+from router.ops.actions import Actions, state_key
 from router.ops.views import (
-    ActionResult,
+    CronEntryStatus,
     Minute,
-    Progress,
     QueueInfo,
+    QueueStatus,
     RunningTask,
+    SchedulerStatus,
     TaskPage,
     TaskSummary,
     Window,
@@ -40,82 +41,17 @@ from router.scheduler.entries import select_entries
 from router.storage import protocol
 from router.storage.broker import SyncBroker
 from router.storage.connection import Role, SyncRedis, connect
-from router.storage.envelope import MalformedMessage, decode, encode
-from router.storage.keys import QueueKeys, hour_of, minute_of, queue_keys, service_keys, service_queue_keys
+from router.storage.envelope import MalformedMessage, decode
+from router.storage.keys import hour_of, minute_of, service_keys, service_queue_keys
 from router.task import TaskState
 
-#: Tasks per call of a bulk action ("run all", "delete all"): each call's work in Redis is bounded by it.
-BATCH = 1000
 #: The largest page :meth:`Inspector.tasks` returns.
 MAX_PAGE = 1000
 #: History kept by the per-minute counters.
 HISTORY_MINUTES = 24 * 60
 
-ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass(frozen=True)
-class QueueStatus:
-    """How many tasks one queue of one service holds in each state, and who reads it."""
-
-    service: str
-    queue: str
-    paused: bool
-    sizes: dict[str, int]
-    #: Live workers (by heartbeat) that read this queue.
-    live_workers: int = 0
-    #: Tasks are pending and no live worker reads the queue: they wait until one starts ("backlog, no worker").
-    backlog_no_worker: bool = False
-
-
-@dataclass(frozen=True)
-class SchedulerStatus:
-    """One live cron scheduler, merged from its heartbeats under every service whose entries it fires."""
-
-    id: str
-    host: str
-    pid: int
-    services: list[str]
-    entries: list[str]
-    started_ms: int
-    at_ms: int
-    quiet: bool
-    stats: dict[str, int]
-
-
-@dataclass(frozen=True)
-class CronEntryStatus:
-    """One cron entry of the registry: where it fires, when it last fired and when it fires next."""
-
-    name: str
-    task: str
-    service: str
-    queue: str
-    spec: str
-    timezone: str
-    catch_up: str
-    #: The latest fire claimed by any scheduler replica (ms), from its claim in Redis; None if none is remembered.
-    last_fire_ms: int | None
-    #: The next slot after now (ms), computed from the registry; None if the spec never fires again.
-    next_fire_ms: int | None
-    #: Live schedulers that fire this entry (0: nobody will fire it).
-    schedulers: int
-
-
 #: States whose tasks sit in one structure that a page can walk (aggregating tasks wait in one list per group).
 LISTABLE = tuple(s for s in TaskState if s is not TaskState.AGGREGATING)
-
-
-def _state_key(qk: QueueKeys, state: TaskState) -> tuple[str, str]:
-    """(kind for page.lua, key) of the structure holding the tasks in ``state``."""
-    if state is TaskState.PENDING:
-        return "l", qk.pending
-    if state is TaskState.ACTIVE:
-        return "a", qk.active
-    if state is TaskState.AGGREGATING:
-        raise ValueError("aggregating tasks wait in one list per group and cannot be paged; their count is in "
-                         "the queue's sizes")
-    return "z", qk.of_state(state)
 
 
 def _encode_cursor(values: list[Any]) -> str:
@@ -137,17 +73,7 @@ def _decode_cursor(cursor: str, state: TaskState) -> tuple[int, str, int | None,
     return position, anchor, seq, score
 
 
-def _fresh_retries(raw: bytes | None) -> bytes | str:
-    """An archived envelope rewritten for running again: no archive reason, a fresh set of retries (the last
-    error is kept). ``""`` (keep what is stored) when it does not decode: the worker dead-letters it again."""
-    try:
-        env = decode(raw)
-    except MalformedMessage:
-        return ""
-    return encode(replace(env, failures=0, reason=None))
-
-
-class Inspector:
+class Inspector(Actions):
     """Answers questions about the fleet from Redis and applies operators' actions, scoped by the registry."""
 
     def __init__(self, registry: Registry, url: str | None = None, *, redis: SyncRedis | None = None,
@@ -161,13 +87,6 @@ class Inspector:
         if service is not None:
             return [self.registry.service(service)]
         return list(self.registry.services.values())
-
-    def queue_keys(self, service: str, queue: str) -> QueueKeys:
-        """The keys of ``queue`` of ``service``; UnknownService or UnknownQueue when the registry lacks them."""
-        spec = self.registry.service(service)
-        if spec.queue(queue) is None:
-            raise UnknownQueue(service, queue, [q.name for q in spec.queues])
-        return queue_keys(spec, queue)
 
     # -- queues -----------------------------------------------------------------------------------------------------
     def queues(self, service: str | None = None) -> list[QueueStatus]:
@@ -185,7 +104,7 @@ class Inspector:
         hours = sorted({hour_of((current - 60) * 60_000), hour_of(now_ms)})
         specs = self._services(service)
         targets = [(spec, qk) for spec in specs for qk in service_queue_keys(spec)]
-        shapes = [[(s.value, _state_key(qk, s)[1], s is TaskState.PENDING) for s in LISTABLE] for _, qk in targets]
+        shapes = [[(s.value, state_key(qk, s)[1], s is TaskState.PENDING) for s in LISTABLE] for _, qk in targets]
         calls = [protocol.overview(qk, shape, hours) for (_, qk), shape in zip(targets, shapes)]
         replies = self._broker.run_many(calls) if calls else []
         readers = self._readers(specs, now_ms)
@@ -235,7 +154,7 @@ class Inspector:
         qk = self.queue_keys(service, queue)
         state = TaskState(state)
         limit = max(1, min(int(limit), MAX_PAGE))
-        kind, key = _state_key(qk, state)
+        kind, key = state_key(qk, state)
         position, anchor, seq, score = (0, "", None, None) if cursor is None else _decode_cursor(cursor, state)
         reply = self._broker.run(protocol.page(qk, key, kind, limit, position, anchor, seq, score))
         raw = protocol.parse_page(reply)
@@ -306,107 +225,6 @@ class Inspector:
                     if isinstance(q, str):
                         readers[(spec.name, q)] = readers.get((spec.name, q), 0) + 1
         return readers
-
-    # -- actions ----------------------------------------------------------------------------------------------------
-    def pause(self, service: str, queue: str) -> ActionResult:
-        """Pause a queue: workers lease nothing from it (running tasks finish, producers still enqueue) until
-        :meth:`unpause`. Persisted in Redis; ``done`` is 0 when it was already paused."""
-        qk = self.queue_keys(service, queue)
-        changed = int(self._broker.run(protocol.pause(qk, to_ms(self._clock()))))
-        return ActionResult("pause", service, queue, None, changed, 1)
-
-    def unpause(self, service: str, queue: str) -> ActionResult:
-        """Unpause a queue; an idle worker wakes at once. ``done`` is 0 when it was not paused."""
-        qk = self.queue_keys(service, queue)
-        changed = int(self._broker.run(protocol.unpause(qk)))
-        return ActionResult("unpause", service, queue, None, changed, 1)
-
-    def run(self, service: str, queue: str, task_ids: Sequence[str], state: str = "*") -> ActionResult:
-        """Make the named tasks pending now if they are archived, retrying or scheduled (or only those in
-        ``state``). An archived task gets a fresh set of retries. ``tasks`` says where each came from (None: it was
-        in no such state)."""
-        qk = self.queue_keys(service, queue)
-        ids = list(dict.fromkeys(task_ids))
-        envelopes = self._broker.messages(qk, ids) if state in ("*", "archived") else [None] * len(ids)
-        items = [(i, _fresh_retries(env) if env is not None else "") for i, env in zip(ids, envelopes)]
-        # Only an archived task's envelope is replaced: the script ignores the others'.
-        moved = protocol.parse_run(self._broker.run(protocol.run(qk, state, items))) if items else []
-        tasks = {i: (m or None) for i, m in zip(ids, moved)}
-        return ActionResult("run", service, queue, state, sum(1 for m in moved if m), len(ids), 1, tasks)
-
-    def run_all(self, service: str, queue: str, state: str, *, batch: int = BATCH,
-                progress: ProgressCallback | None = None) -> ActionResult:
-        """Make every task in ``state`` (archived, retry or scheduled) pending, ``batch`` per call, calling
-        ``progress`` after each. Tasks that join the state meanwhile may be left for another run."""
-        done = Progress(0, 0, 0)
-        for done in self.run_all_steps(service, queue, state, batch=batch):
-            if progress is not None:
-                progress(done)
-        return ActionResult("run", service, queue, state, done.done, done.total, done.batches)
-
-    def run_all_steps(self, service: str, queue: str, state: str, *, batch: int = BATCH) -> Iterator[Progress]:
-        """:meth:`run_all` as a generator yielding :class:`Progress` after each batch (for a streaming page)."""
-        qk = self.queue_keys(service, queue)
-        if state not in protocol.RUNNABLE:
-            raise ValueError(f"cannot run tasks that are {state}; runnable states: {', '.join(protocol.RUNNABLE)}")
-        key = qk.of_state(TaskState(state))
-        batch = max(1, int(batch))
-        total = self._size(qk, state)
-        done = batches = 0
-        while done < total:
-            raw = protocol.parse_page(self._broker.run(protocol.page(qk, key, "z", min(batch, total - done), 0)))
-            if not raw.entries:
-                break
-            items = [(e.member, _fresh_retries(e.envelope) if state == "archived" else "") for e in raw.entries]
-            moved = protocol.parse_run(self._broker.run(protocol.run(qk, state, items)))
-            batches += 1
-            done += sum(1 for m in moved if m)
-            yield Progress(done, max(total, done), batches)
-            if not any(moved):
-                break
-
-    def delete(self, service: str, queue: str, task_ids: Sequence[str], state: str = "*") -> ActionResult:
-        """Delete the named tasks, from ``state`` or wherever each is (pending, scheduled, retry, archived,
-        completed). A running task is refused (``tasks`` maps it to None, as an unknown id): cancel it instead."""
-        qk = self.queue_keys(service, queue)
-        ids = list(dict.fromkeys(task_ids))
-        if not ids:
-            return ActionResult("delete", service, queue, state, 0, 0)
-        count, where = protocol.parse_delete(self._broker.run(protocol.delete(qk, state, ids)))
-        tasks = {i: (w if w and w != "active" else None) for i, w in zip(ids, where)}
-        return ActionResult("delete", service, queue, state, count, len(ids), 1, tasks)
-
-    def delete_all(self, service: str, queue: str, state: str, *, batch: int = BATCH,
-                   progress: ProgressCallback | None = None) -> ActionResult:
-        """Delete every task in ``state`` (pending: the oldest first), ``batch`` per call, calling ``progress``
-        after each. Tasks that join the state meanwhile may be left."""
-        done = Progress(0, 0, 0)
-        for done in self.delete_all_steps(service, queue, state, batch=batch):
-            if progress is not None:
-                progress(done)
-        return ActionResult("delete", service, queue, state, done.done, done.total, done.batches)
-
-    def delete_all_steps(self, service: str, queue: str, state: str, *, batch: int = BATCH) -> Iterator[Progress]:
-        """:meth:`delete_all` as a generator yielding :class:`Progress` after each batch."""
-        qk = self.queue_keys(service, queue)
-        if state not in protocol.DELETABLE:
-            raise ValueError(f"cannot delete tasks that are {state}; deletable states: "
-                             f"{', '.join(protocol.DELETABLE)}")
-        batch = max(1, int(batch))
-        total = self._size(qk, state)
-        done = batches = 0
-        while done < total:
-            count, _ = protocol.parse_delete(
-                self._broker.run(protocol.delete_batch(qk, state, min(batch, total - done))))
-            if count == 0:
-                break
-            batches += 1
-            done += count
-            yield Progress(done, max(total, done), batches)
-
-    def _size(self, qk: QueueKeys, state: str) -> int:
-        shape = [(state, _state_key(qk, TaskState(state))[1], state == TaskState.PENDING.value)]
-        return protocol.parse_overview(shape, self._broker.run(protocol.overview(qk, shape, []))).sizes[state]
 
     def close(self) -> None:
         self._broker.close()

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from router.ops.inspector import CronEntryStatus, Inspector, QueueStatus, SchedulerStatus
+from router.ops.inspector import Inspector
+from router.ops.views import CronEntryStatus, QueueStatus, SchedulerStatus
 from router.task import TaskState
 
 BACKLOG_NO_WORKER = "(backlog, no worker)"

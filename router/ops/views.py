@@ -288,3 +288,51 @@ class Progress:
     done: int
     total: int
     batches: int
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """How many tasks one queue of one service holds in each state, and who reads it."""
+
+    service: str
+    queue: str
+    paused: bool
+    sizes: dict[str, int]
+    #: Live workers (by heartbeat) that read this queue.
+    live_workers: int = 0
+    #: Tasks are pending and no live worker reads the queue: they wait until one starts ("backlog, no worker").
+    backlog_no_worker: bool = False
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """One live cron scheduler, merged from its heartbeats under every service whose entries it fires."""
+
+    id: str
+    host: str
+    pid: int
+    services: list[str]
+    entries: list[str]
+    started_ms: int
+    at_ms: int
+    quiet: bool
+    stats: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CronEntryStatus:
+    """One cron entry of the registry: where it fires, when it last fired and when it fires next."""
+
+    name: str
+    task: str
+    service: str
+    queue: str
+    spec: str
+    timezone: str
+    catch_up: str
+    #: The latest fire claimed by any scheduler replica (ms), from its claim in Redis; None if none is remembered.
+    last_fire_ms: int | None
+    #: The next slot after now (ms), computed from the registry; None if the spec never fires again.
+    next_fire_ms: int | None
+    #: Live schedulers that fire this entry (0: nobody will fire it).
+    schedulers: int
