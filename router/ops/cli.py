@@ -12,7 +12,7 @@ import click
 from redis.exceptions import RedisError
 
 from router.errors import RouterError
-from router.ops import cli_exporter, cli_inspect
+from router.ops import cli_exporter, cli_inspect, cli_task
 from router.ops.cliutil import DEFAULT_REGISTRY
 from router.ops.cliutil import fail as _fail
 from router.ops.cliutil import fail_for as _fail_for
@@ -235,5 +235,5 @@ def scheduler(registry_path: str, url: str | None, services: tuple[str, ...], on
     raise SystemExit(code)
 
 
-for _command in (*cli_inspect.COMMANDS, cli_exporter.exporter):
+for _command in (*cli_inspect.COMMANDS, *cli_task.COMMANDS, cli_exporter.exporter):
     main.add_command(_command)

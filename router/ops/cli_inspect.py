@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -324,24 +325,30 @@ delete = _action_command("delete")
 @click.option("--max-retry", type=click.IntRange(0, 1000), default=None, help="Override the task's max_retry.")
 @click.option("--timeout-s", type=click.FloatRange(0, min_open=True), default=None,
               help="Override the task's handler timeout.")
+@click.option("--deadline-in", type=click.FloatRange(0, min_open=True), default=None,
+              help="Archive it as deadline_exceeded if it has not finished this many seconds from now.")
+@click.option("--unique-key", default=None, help="For a unique task type: the lock's name instead of the payload.")
+@click.option("--group", default=None, help="For an aggregating task type: the group it waits in.")
 @format_option("{id, type, service, queue, state} (schemas/cli-enqueue.schema.json)")
 def enqueue(task_type: str, registry_path: str, url: str | None, payload: str, queue: str | None,
             task_id: str | None, process_in: float | None, max_retry: int | None, timeout_s: float | None,
-            output_format: str) -> None:
+            deadline_in: float | None, unique_key: str | None, group: str | None, output_format: str) -> None:
     """Enqueue a task of TYPE through the guard: the registry routes it to its owner's queue and checks the
     payload against the type's schema before anything reaches Redis.
 
     Exit codes: 0 enqueued; 1 invalid registry; 2 refused by the guard (unknown type, invalid or too large payload,
     bad option) or the payload is not JSON; 4 Redis unreachable, or the outcome is unknown (repeat with
-    --task-id); 6 the task id is taken.
+    --task-id); 6 the task id is taken, or a unique task's lock is held (the holder's id is printed).
     """
     text = sys.stdin.read() if payload == "-" else payload
     try:
         doc = json.loads(text)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    deadline = time.time() + deadline_in if deadline_in is not None else None
     options = {k: v for k, v in (("queue", queue), ("task_id", task_id), ("process_in", process_in),
-                                 ("max_retry", max_retry), ("timeout_s", timeout_s)) if v is not None}
+                                 ("max_retry", max_retry), ("timeout_s", timeout_s), ("deadline", deadline),
+                                 ("unique_key", unique_key), ("group", group)) if v is not None}
     registry = load_registry(registry_path)
     try:
         with Client(registry, url) as client:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from enum import IntEnum
 
 from router.errors import (
+    AmbiguousTaskId,
     BrokerError,
     ConfigError,
+    DuplicateTask,
     EnqueueOutcomeUnknown,
     GuardError,
     HandlerError,
@@ -14,6 +16,7 @@ from router.errors import (
     RouterError,
     ServeError,
     TaskIdConflict,
+    TaskNotFound,
     UnknownQueue,
     UnknownService,
     WorkerCrashed,
@@ -49,8 +52,8 @@ MEANINGS: dict[ExitCode, str] = {
                     "(authentication, ACL, out of memory), or an enqueue's outcome is unknown. A long-running worker "
                     "or scheduler waits out outages instead.",
     ExitCode.CRASH: "An internal loop of a worker died; the process exits rather than staying up half-alive.",
-    ExitCode.TASK_STATE: "A task named by an action is not in a state the action applies to (an unknown id, a "
-                         "running or finished task), or an enqueue's task id is taken; the others were acted on.",
+    ExitCode.TASK_STATE: "A task named by a command is unknown, or not in a state the action applies to (a running "
+                         "or finished task), or an enqueue's task id is taken; the others were acted on.",
 }
 
 
@@ -62,8 +65,10 @@ def exit_code_for(error: BaseException) -> ExitCode | None:
         return ExitCode.INVALID
     if isinstance(error, (UnknownService, UnknownQueue, GuardError, ServeError)):
         return ExitCode.USAGE
-    if isinstance(error, TaskIdConflict):
+    if isinstance(error, (TaskIdConflict, DuplicateTask, TaskNotFound)):
         return ExitCode.TASK_STATE
+    if isinstance(error, AmbiguousTaskId):
+        return ExitCode.USAGE
     if isinstance(error, EnqueueOutcomeUnknown):
         return ExitCode.REDIS
     if isinstance(error, HandlerError):

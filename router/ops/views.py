@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from router.task import CancelResult, TaskDetail
+
 
 class WindowJSON(TypedDict):
     """Deliveries that ended in one time window."""
@@ -336,3 +338,51 @@ class CronEntryStatus:
     next_fire_ms: int | None
     #: Live schedulers that fire this entry (0: nobody will fire it).
     schedulers: int
+
+
+class TaskDetailJSON(TypedDict):
+    """One task, as ``router task --format json`` prints it (the fields of :class:`router.TaskDetail`)."""
+
+    id: str
+    service: str
+    queue: str
+    state: str
+    finished: bool
+    type: str | None
+    payload: Any
+    result: Any
+    result_kept: bool
+    error: str | None
+    reason: str | None
+    failures: int
+    enqueued_at_ms: int | None
+    next_run_at_ms: int | None
+    ended_at_ms: int | None
+    result_expires_at_ms: int | None
+    deadline_ms: int | None
+    group: str | None
+
+
+def task_json(d: TaskDetail) -> TaskDetailJSON:
+    """The JSON shape of a task's detail."""
+    return {"id": d.id, "service": d.service, "queue": d.queue, "state": d.state.value, "finished": d.finished,
+            "type": d.type, "payload": dict(d.payload) if d.payload is not None else None, "result": d.result,
+            "result_kept": d.result_kept, "error": d.error, "reason": d.reason, "failures": d.failures,
+            "enqueued_at_ms": d.enqueued_at_ms, "next_run_at_ms": d.next_run_at_ms, "ended_at_ms": d.ended_at_ms,
+            "result_expires_at_ms": d.result_expires_at_ms, "deadline_ms": d.deadline_ms, "group": d.group}
+
+
+class CancelJSON(TypedDict):
+    """What cancelling one task did, as ``router cancel --format json`` prints each item."""
+
+    id: str
+    service: str
+    queue: str
+    outcome: str
+    state_before: str
+
+
+def cancel_json(r: CancelResult) -> CancelJSON:
+    """The JSON shape of a cancel's outcome."""
+    return {"id": r.id, "service": r.service, "queue": r.queue, "outcome": r.outcome.value,
+            "state_before": r.state_before}
