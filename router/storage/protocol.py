@@ -169,7 +169,8 @@ class Dequeued:
     duplicates: list[str]
     #: The new value of the token counter when it had to be reset (it was not a number), else None.
     seq_reset: str | None = None
-    #: Ids of tasks cancelled while they ran whose lease a crash returned to pending: ended, not leased.
+    #: Ids of tasks cancelled while they ran whose lease a crash returned to pending: leased in this call like the
+    #: others, but to be ended as cancelled (:func:`cancelled`), never run.
     cancelled: list[str] = field(default_factory=list)
 
 
