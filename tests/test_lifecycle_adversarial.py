@@ -3,9 +3,12 @@ inputs a hostile caller passes to wait and enqueue, and aggregation under many g
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
-from enginekit import build_registry, fast_settings, qk, stats, task
+import pytest
+from enginekit import build_registry, fast_settings, qk, raw_client, stats, task, wait_for
 
 import router
 from router.registry.model import UniquePolicy
@@ -54,3 +57,121 @@ def test_a_request_outliving_its_worker_releases_the_until_finished_lock(target:
         broker.close()
     assert r.hlen(q.cancel_requests) == 0 and r.zcard(q.active) == 0 and r.hlen(q.leased) == 0
     assert stats(r, q)["cancelled"] == 1
+
+
+def test_an_orphan_archived_by_the_sweep_releases_its_lock_and_tells_its_waiters(target: tuple[str, Any]) -> None:
+    """Regression: quarantine.lua archived an orphaned message (one nothing referenced any more) without releasing
+    its until_finished lock (held for unique_s) or publishing its end (a waiter learned it only by its 2 s
+    re-look, and its Q:waiters entry was never removed)."""
+    url, r = target
+    reg = build_registry(url, SERVICES)
+    q = qk(reg, "svc")
+    with router.Client(reg, url=url) as c:
+        info = c.enqueue("svc.until", {"n": 2})
+        r.lrem(q.pending, 1, info.id)  # the message is now referenced by nothing
+        got: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: got.setdefault("end", c.wait(info, timeout_s=20)))
+        waiter.start()
+        wait_for(lambda: r.hget(q.waiters, info.id), 10, "the waiter to register")
+        listener = r.pubsub(ignore_subscribe_messages=True)
+        listener.subscribe(q.waiters)
+        router.Worker(reg, _app(), url=url, settings=fast_settings()).run(burst=True)
+        message = wait_for(lambda: listener.get_message(timeout=0.1), 10, "the end to be published")
+        assert message["data"] == info.id.encode()
+        listener.close()
+        waiter.join(20)
+        assert (got["end"].state, got["end"].reason) == (router.TaskState.ARCHIVED, "orphan")
+        assert _locks(r, q) == [] and r.hlen(q.waiters) == 0
+        c.enqueue("svc.until", {"n": 2})
+
+
+def test_wait_refuses_a_nan_timeout_and_looks_once_for_zero_or_less(redis_url: str) -> None:
+    """Regression: ``wait(timeout_s=nan)`` compared false everywhere, so it neither timed out nor paused: a busy
+    loop of lookups (over 100,000 commands a second) that never returned."""
+    reg = build_registry(redis_url, SERVICES)
+    r = raw_client(redis_url)
+    with router.Client(reg, url=redis_url) as c:
+        info = c.enqueue("svc.job", {})
+        for bad in (float("nan"), "5", True):
+            with pytest.raises(router.InvalidOption, match="timeout_s"):
+                c.wait(info, timeout_s=bad)  # type: ignore[arg-type]
+        for quick in (0, -1, 0.0):
+            with pytest.raises(router.WaitTimeout) as caught:
+                c.wait(info, timeout_s=quick)
+            assert caught.value.state == "pending"
+    assert r.hlen(qk(reg, "svc").waiters) == 0  # every wait that entered left again
+    r.close()
+
+
+def test_many_concurrent_waiters_leave_no_count_behind(target: tuple[str, Any]) -> None:
+    url, r = target
+    reg = build_registry(url, SERVICES)
+    q = qk(reg, "svc")
+    with router.Client(reg, url=url) as c:
+        info = c.enqueue("svc.job", {})
+        ends: list[router.TaskState] = []
+        timeouts: list[str] = []
+
+        def wait(timeout_s: float) -> None:
+            with router.Client(reg, url=url) as mine:
+                try:
+                    ends.append(mine.wait(info, timeout_s=timeout_s).state)
+                except router.WaitTimeout as exc:
+                    timeouts.append(exc.state)
+
+        threads = [threading.Thread(target=wait, args=(0.2 if i % 4 == 0 else 30,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(timeouts) == 3, 10, "the short waits to time out")
+        wait_for(lambda: int(r.hget(q.waiters, info.id) or 0) == 9, 10, "the other nine to register")
+        router.Worker(reg, _app(), url=url, settings=fast_settings()).run(burst=True)
+        for t in threads:
+            t.join(30)
+        assert ends == [router.TaskState.COMPLETED] * 9
+    assert r.hlen(q.waiters) == 0
+
+
+def test_an_async_wait_refuses_nan_and_leaves_no_count(redis_url: str) -> None:
+    reg = build_registry(redis_url, SERVICES)
+
+    async def main() -> None:
+        async with router.AsyncClient(reg, url=redis_url) as c:
+            info = await c.enqueue("svc.job", {})
+            with pytest.raises(router.InvalidOption, match="timeout_s"):
+                await c.wait(info, timeout_s=float("nan"))
+            with pytest.raises(router.WaitTimeout):
+                await c.wait(info, timeout_s=0.1)
+
+    asyncio.run(main())
+    r = raw_client(redis_url)
+    assert r.hlen(qk(reg, "svc").waiters) == 0
+    r.close()
+
+
+def test_a_wait_survives_a_redis_restart(fresh_redis_server: Any) -> None:
+    """Regression: the subscription's connection reset by a Redis restart raised a raw redis ConnectionError out
+    of ``wait``; it now subscribes and looks again (the end may have been published meanwhile) until its
+    timeout."""
+    url = fresh_redis_server.url
+    reg = build_registry(url, SERVICES)
+    q = qk(reg, "svc")
+    with router.Client(reg, url=url) as c:
+        info = c.enqueue("svc.job", {})
+        got: dict[str, Any] = {}
+
+        def wait() -> None:
+            try:
+                got["end"] = c.wait(info, timeout_s=60)
+            except BaseException as exc:
+                got["error"] = exc
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        r = fresh_redis_server.client()
+        wait_for(lambda: r.hget(q.waiters, info.id), 10, "the waiter to register")
+        r.close()
+        fresh_redis_server.restart()  # append-only: the task and the waiter's count survive
+        router.Worker(reg, _app(), url=url, settings=fast_settings()).run(burst=True)
+        waiter.join(30)
+        assert "error" not in got, got.get("error")
+        assert got["end"].state is router.TaskState.COMPLETED

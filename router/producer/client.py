@@ -125,6 +125,24 @@ async def _await_message_async(pubsub: Any, task_id: str, timeout_s: float) -> N
             return
 
 
+def _left(until: float | None) -> float | None:
+    """Seconds left until the monotonic time ``until`` (None: no limit)."""
+    return None if until is None else until - time.monotonic()
+
+
+def _dropped(pubsub: Any) -> None:
+    """Close a subscription, if any (after an error too)."""
+    if pubsub is not None:
+        with contextlib.suppress(Exception):  # a connection that already failed may fail again on close
+            pubsub.close()
+
+
+async def _dropped_async(pubsub: Any) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+
+
 def _names(message: Mapping[str, Any], task_id: str) -> bool:
     data = message.get("data")
     return isinstance(data, bytes) and data.decode("utf-8", "surrogateescape") == task_id
@@ -211,36 +229,53 @@ class Client:
     def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
              queue: str | None = None) -> TaskDetail:
         """Block until the task has ended (completed, archived or cancelled) and return it; raises WaitTimeout
-        after ``timeout_s`` (None: no limit). The task's end is pushed to the client (pub/sub), not polled."""
+        after ``timeout_s`` (None: no limit; zero or less: look once). The task's end is pushed to the client
+        (pub/sub), not polled; a connection lost meanwhile (Redis restarted) is re-established until the timeout."""
+        limit = lifecycle.wait_timeout(timeout_s)
         qk, task_id, look = self._find(task, service, queue)
         current = lifecycle.detail(qk, task_id, look)
         if current.finished:
             return current
-        until = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        until = None if limit is None else time.monotonic() + limit
+        pubsub: Any = None
         entered = False
+        pause = RETRY_PAUSE_S
         try:
-            pubsub.subscribe(qk.waiters)  # before the look that counts us, so the end cannot slip between them
-            mode = protocol.WAIT_ENTER
             while True:
-                current = self._look(qk, task_id, mode)
-                entered = entered or mode == protocol.WAIT_ENTER
-                mode = ""
-                if current.finished:
-                    entered = False  # the end's publication cleared the count
-                    return current
-                left = None if until is None else until - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
-                _await_message(pubsub, task_id, WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                try:
+                    if pubsub is None:
+                        pubsub = self._broker.client.pubsub(  # type: ignore[no-untyped-call]
+                            ignore_subscribe_messages=True)
+                        pubsub.subscribe(qk.waiters)  # before the look, so the end cannot slip between them
+                    current = self._look(qk, task_id, "" if entered else protocol.WAIT_ENTER)
+                    entered = True
+                    if current.finished:
+                        return current
+                    left = _left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value)
+                    _await_message(pubsub, task_id, WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                    pause = RETRY_PAUSE_S
+                except TRANSIENT_ERRORS:
+                    # The connection reset (Redis restarted, a failover): subscribe and look again, as the end may
+                    # have been published meanwhile; the timeout still bounds the whole wait.
+                    _dropped(pubsub)
+                    pubsub = None
+                    left = _left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value) from None
+                    time.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 2, WAIT_RECHECK_S)
         finally:
+            # Leave even after seeing the end: an end that was not published (or not yet) leaves our count behind.
             if entered:
                 with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
                     self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
-            pubsub.close()
+            _dropped(pubsub)
 
     def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
-        look = protocol.parse_lookup(self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode))))
+        """One look (no retry: :meth:`wait` rides out connection errors itself); TaskNotFound when it is gone."""
+        look = protocol.parse_lookup(self._broker.run(protocol.lookup(qk, task_id, mode)))
         if look.state == "unknown":
             raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
         return lifecycle.detail(qk, task_id, look)
@@ -338,37 +373,47 @@ class AsyncClient:
     async def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
                    queue: str | None = None) -> TaskDetail:
         """Wait until the task has ended and return it; see :meth:`Client.wait`."""
+        limit = lifecycle.wait_timeout(timeout_s)
         qk, task_id, look = await self._find(task, service, queue)
         current = lifecycle.detail(qk, task_id, look)
         if current.finished:
             return current
-        until = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)
+        until = None if limit is None else time.monotonic() + limit
+        pubsub: Any = None
         entered = False
+        pause = RETRY_PAUSE_S
         try:
-            await pubsub.subscribe(qk.waiters)
-            mode = protocol.WAIT_ENTER
             while True:
-                current = await self._look(qk, task_id, mode)
-                entered = entered or mode == protocol.WAIT_ENTER
-                mode = ""
-                if current.finished:
-                    entered = False
-                    return current
-                left = None if until is None else until - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
-                await _await_message_async(pubsub, task_id,
-                                           WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                try:
+                    if pubsub is None:
+                        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)
+                        await pubsub.subscribe(qk.waiters)
+                    current = await self._look(qk, task_id, "" if entered else protocol.WAIT_ENTER)
+                    entered = True
+                    if current.finished:
+                        return current
+                    left = _left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value)
+                    await _await_message_async(pubsub, task_id,
+                                               WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                    pause = RETRY_PAUSE_S
+                except TRANSIENT_ERRORS:
+                    await _dropped_async(pubsub)  # see Client.wait
+                    pubsub = None
+                    left = _left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value) from None
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 2, WAIT_RECHECK_S)
         finally:
             if entered:
                 with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
                     await self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _dropped_async(pubsub)
 
     async def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
-        reply = await self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode)))
-        look = protocol.parse_lookup(reply)
+        look = protocol.parse_lookup(await self._broker.run(protocol.lookup(qk, task_id, mode)))
         if look.state == "unknown":
             raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
         return lifecycle.detail(qk, task_id, look)

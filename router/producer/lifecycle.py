@@ -8,6 +8,7 @@ registry, unless the caller names a service or queue) in one round trip; one hit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,6 +91,16 @@ def detail(qk: QueueKeys, task_id: str, look: protocol.Lookup) -> TaskDetail:
         result_expires_at_ms=at if kept else None,
         deadline_ms=env.deadline_ms if env else None, group=env.group if env else None,
     )
+
+
+def wait_timeout(timeout_s: object) -> float | None:
+    """``wait``'s ``timeout_s`` checked: None (no limit) or a number of seconds; zero or less looks once. NaN is
+    refused: every comparison with it is false, so it would neither time out nor pause between looks."""
+    if timeout_s is None:
+        return None
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or math.isnan(timeout_s):
+        raise InvalidOption("timeout_s", f"must be a number of seconds or None (no limit), got {timeout_s!r}")
+    return None if math.isinf(timeout_s) and timeout_s > 0 else float(timeout_s)
 
 
 def cancel_call(qk: QueueKeys, task_id: str, look: protocol.Lookup, now_ms: int) -> protocol.Call:
