@@ -11,7 +11,7 @@ import pytest
 from enginekit import build_registry, fast_settings, qk, raw_client, stats, task, wait_for
 
 import router
-from router.registry.model import UniquePolicy
+from router.registry.model import AggregateSpec, UniquePolicy
 from router.storage import protocol
 from router.storage.broker import SyncBroker
 from router.storage.connection import connect
@@ -175,3 +175,60 @@ def test_a_wait_survives_a_redis_restart(fresh_redis_server: Any) -> None:
         waiter.join(30)
         assert "error" not in got, got.get("error")
         assert got["end"].state is router.TaskState.COMPLETED
+
+
+AGG = {"svc": {"queues": {"default": 1}, "tasks": {
+    "svc.line": task(aggregate=AggregateSpec(into="svc.digest", grace_s=0.05, max_delay_s=60, max_size=100)),
+    "svc.digest": task(),
+}}}
+
+
+def _digest_app(flushed: list[Any]) -> router.Service:
+    app = router.Service("svc")
+    app.add("svc.digest", lambda t: flushed.append(t.payload))
+    return app
+
+
+def test_more_groups_due_than_one_sweep_reports_all_flush_promptly(target: tuple[str, Any]) -> None:
+    """Regression: maintain.lua reports at most 10 due groups and did not count the rest in its next due time, so
+    with ``maintenance_s`` 5 the 11th to 25th groups waited 5 and 10 s more."""
+    url, r = target
+    reg = build_registry(url, AGG)
+    flushed: list[Any] = []
+    with router.Client(reg, url=url) as c:
+        c.enqueue_many([("svc.line", {"i": i}, {"group": f"g{i}"}) for i in range(25)])
+    worker = router.Worker(reg, _digest_app(flushed), url=url, settings=fast_settings(maintenance_s=5.0))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(lambda: len(flushed) == 25, 4, "all 25 groups to flush within one maintenance period")
+    finally:
+        worker.stop()
+        thread.join(10)
+    q = qk(reg, "svc")
+    assert sorted(p["group"] for p in flushed) == sorted(f"g{i}" for i in range(25))
+    assert r.zcard(q.groups) == 0 and stats(r, q)["aggregating"] == 0
+
+
+def test_garbage_in_the_groups_index_neither_crashes_a_worker_nor_stays_due(target: tuple[str, Any]) -> None:
+    """Regression: a Q:groups entry that is not "<member type>:<name>" raised ValueError out of the worker (every
+    input is untrusted); a due group whose list is gone stayed due forever. A member whose message is gone is
+    archived as missing_message instead of being counted as done."""
+    url, r = target
+    reg = build_registry(url, AGG)
+    q = qk(reg, "svc")
+    flushed: list[Any] = []
+    with router.Client(reg, url=url) as c:
+        kept = c.enqueue("svc.line", {"n": 1}, group="real")
+        gone = c.enqueue("svc.line", {"n": 2}, group="real")
+        r.hdel(q.messages, gone.id)
+        r.zadd(q.groups, {"not a group": 0, "svc.line:": 0, "svc.line:-x": 0, "svc.line:emptied": 0,
+                          "svc.line:real": 0})  # due now: a burst flushes only what is due
+        router.Worker(reg, _digest_app(flushed), url=url, settings=fast_settings()).run(burst=True)
+        assert flushed == [{"group": "real", "items": [{"n": 1}]}]
+        assert r.zcard(q.groups) == 0
+        assert c.get_task(kept).state is router.TaskState.COMPLETED
+        missing = c.get_task(gone)
+        assert (missing.state, missing.reason) == (router.TaskState.ARCHIVED, "missing_message")
+    counts = stats(r, q)
+    assert counts["aggregating"] == 0 and counts["stale_bookkeeping"] == 3 and counts["archived"] == 1
