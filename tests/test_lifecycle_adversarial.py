@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -232,3 +233,49 @@ def test_garbage_in_the_groups_index_neither_crashes_a_worker_nor_stays_due(targ
         assert (missing.state, missing.reason) == (router.TaskState.ARCHIVED, "missing_message")
     counts = stats(r, q)
     assert counts["aggregating"] == 0 and counts["stale_bookkeeping"] == 3 and counts["archived"] == 1
+
+
+def test_a_deadline_not_after_the_delayed_start_is_refused(redis_url: str) -> None:
+    """A deadline at or before ``process_in``/``process_at`` could never be met: the task would sit scheduled, then
+    be archived as deadline_exceeded without running. Refused like a deadline already past (honoured or refused)."""
+    reg = build_registry(redis_url, SERVICES)
+    now = time.time()
+    with router.Client(reg, url=redis_url) as c:
+        with pytest.raises(router.InvalidOption, match="delayed start") as caught:
+            c.enqueue("svc.job", {}, process_in=100, deadline=now + 10)
+        assert caught.value.option == "deadline"
+        with pytest.raises(router.InvalidOption, match="delayed start"):
+            c.enqueue("svc.job", {}, process_at=now + 50, deadline=now + 50)
+        info = c.enqueue("svc.job", {}, process_in=10, deadline=now + 100)  # room to run: accepted
+        assert c.get_task(info).state is router.TaskState.SCHEDULED
+        c.enqueue("svc.job", {}, process_at=now - 5, deadline=now + 100)  # a start already past runs now
+    r = raw_client(redis_url)
+    assert r.zcard(qk(reg, "svc").scheduled) == 1 and r.llen(qk(reg, "svc").pending) == 1
+    r.close()
+
+
+def test_a_unique_window_under_a_millisecond_still_locks(redis_url: str) -> None:
+    """Regression: ``unique_s: 0.0004`` (the schema takes any positive number) became ``SET ... PX 0``, which Redis
+    refuses: every enqueue of the type failed with a BrokerError."""
+    reg = build_registry(redis_url, {"svc": {"tasks": {"svc.tiny": task(unique_s=0.0004)}}})
+    with router.Client(reg, url=redis_url) as c:
+        c.enqueue("svc.tiny", {"a": 1})
+        wait_for(lambda: _accepted(c, "svc.tiny", {"a": 1}), 5, "the 1 ms lock to expire")
+
+
+def _accepted(c: router.Client, task_type: str, payload: dict[str, Any]) -> bool:
+    try:
+        c.enqueue(task_type, payload)
+    except router.DuplicateTask:
+        return False
+    return True
+
+
+def test_unique_s_takes_the_ten_years_the_docs_promise(tmp_path: Any) -> None:
+    """docs/lifecycle.md and registry.md say unique_s is at most ten years; the schema stopped at one."""
+    path = tmp_path / "services.yaml"
+    path.write_text("version: 1\nservices:\n  s:\n    tasks:\n      s.t: {unique_s: 315360000}\n")
+    assert router.load(path, env={}).tasks["s.t"].unique_s == 315360000
+    path.write_text("version: 1\nservices:\n  s:\n    tasks:\n      s.t: {unique_s: 315360001}\n")
+    with pytest.raises(router.ConfigError, match="unique_s"):
+        router.load(path, env={})
