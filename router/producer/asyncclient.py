@@ -120,37 +120,47 @@ class AsyncClient:
     async def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
                    queue: str | None = None) -> TaskDetail:
         """Wait until the task has ended and return it; see :meth:`Client.wait`."""
+        limit = lifecycle.wait_timeout(timeout_s)
         qk, task_id, look = await self._find(task, service, queue)
         current = lifecycle.detail(qk, task_id, look)
         if current.finished:
             return current
-        until = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)
+        until = None if limit is None else time.monotonic() + limit
+        pubsub: Any = None
         entered = False
+        pause = RETRY_PAUSE_S
         try:
-            await pubsub.subscribe(qk.waiters)
-            mode = protocol.WAIT_ENTER
             while True:
-                current = await self._look(qk, task_id, mode)
-                entered = entered or mode == protocol.WAIT_ENTER
-                mode = ""
-                if current.finished:
-                    entered = False
-                    return current
-                left = None if until is None else until - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
-                await _await_message_async(pubsub, task_id,
-                                           WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                try:
+                    if pubsub is None:
+                        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)
+                        await pubsub.subscribe(qk.waiters)
+                    current = await self._look(qk, task_id, "" if entered else protocol.WAIT_ENTER)
+                    entered = True
+                    if current.finished:
+                        return current
+                    left = lifecycle.seconds_left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value)
+                    await _await_message_async(pubsub, task_id,
+                                               WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                    pause = RETRY_PAUSE_S
+                except TRANSIENT_ERRORS:
+                    await _dropped_async(pubsub)  # see Client.wait
+                    pubsub = None
+                    left = lifecycle.seconds_left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value) from None
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 2, WAIT_RECHECK_S)
         finally:
             if entered:
                 with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
                     await self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _dropped_async(pubsub)
 
     async def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
-        reply = await self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode)))
-        look = protocol.parse_lookup(reply)
+        look = protocol.parse_lookup(await self._broker.run(protocol.lookup(qk, task_id, mode)))
         if look.state == "unknown":
             raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
         return lifecycle.detail(qk, task_id, look)
@@ -190,3 +200,10 @@ async def _await_message_async(pubsub: Any, task_id: str, timeout_s: float) -> N
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
         if message is not None and lifecycle.is_end_of(message, task_id):
             return
+
+
+async def _dropped_async(pubsub: Any) -> None:
+    """Close a subscription, if any (after an error too)."""
+    if pubsub is not None:
+        with contextlib.suppress(Exception):  # a connection that already failed may fail again on close
+            await pubsub.aclose()

@@ -52,6 +52,13 @@ RETRY_PAUSE_S = 0.05
 WAIT_RECHECK_S = 2.0
 
 
+def _dropped(pubsub: Any) -> None:
+    """Close a subscription, if any (after an error too)."""
+    if pubsub is not None:
+        with contextlib.suppress(Exception):  # a connection that already failed may fail again on close
+            pubsub.close()
+
+
 def _await_message(pubsub: Any, task_id: str, timeout_s: float) -> None:
     """Return when the end of ``task_id`` is published on the subscribed channel, or after ``timeout_s``."""
     until = time.monotonic() + timeout_s
@@ -160,36 +167,53 @@ class Client:
     def wait(self, task: TaskRef, timeout_s: float | None = None, *, service: str | None = None,
              queue: str | None = None) -> TaskDetail:
         """Block until the task has ended (completed, archived or cancelled) and return it; raises WaitTimeout
-        after ``timeout_s`` (None: no limit). The task's end is pushed to the client (pub/sub), not polled."""
+        after ``timeout_s`` (None: no limit; zero or less: look once). The task's end is pushed to the client
+        (pub/sub), not polled; a connection lost meanwhile (Redis restarted) is re-established until the timeout."""
+        limit = lifecycle.wait_timeout(timeout_s)
         qk, task_id, look = self._find(task, service, queue)
         current = lifecycle.detail(qk, task_id, look)
         if current.finished:
             return current
-        until = None if timeout_s is None else time.monotonic() + timeout_s
-        pubsub = self._broker.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        until = None if limit is None else time.monotonic() + limit
+        pubsub: Any = None
         entered = False
+        pause = RETRY_PAUSE_S
         try:
-            pubsub.subscribe(qk.waiters)  # before the look that counts us, so the end cannot slip between them
-            mode = protocol.WAIT_ENTER
             while True:
-                current = self._look(qk, task_id, mode)
-                entered = entered or mode == protocol.WAIT_ENTER
-                mode = ""
-                if current.finished:
-                    entered = False  # the end's publication cleared the count
-                    return current
-                left = None if until is None else until - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WaitTimeout(task_id, timeout_s or 0.0, current.state.value)
-                _await_message(pubsub, task_id, WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                try:
+                    if pubsub is None:
+                        pubsub = self._broker.client.pubsub(  # type: ignore[no-untyped-call]
+                            ignore_subscribe_messages=True)
+                        pubsub.subscribe(qk.waiters)  # before the look, so the end cannot slip between them
+                    current = self._look(qk, task_id, "" if entered else protocol.WAIT_ENTER)
+                    entered = True
+                    if current.finished:
+                        return current
+                    left = lifecycle.seconds_left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value)
+                    _await_message(pubsub, task_id, WAIT_RECHECK_S if left is None else min(left, WAIT_RECHECK_S))
+                    pause = RETRY_PAUSE_S
+                except TRANSIENT_ERRORS:
+                    # The connection reset (Redis restarted, a failover): subscribe and look again, as the end may
+                    # have been published meanwhile; the timeout still bounds the whole wait.
+                    _dropped(pubsub)
+                    pubsub = None
+                    left = lifecycle.seconds_left(until)
+                    if left is not None and left <= 0:
+                        raise WaitTimeout(task_id, limit or 0.0, current.state.value) from None
+                    time.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 2, WAIT_RECHECK_S)
         finally:
+            # Leave even after seeing the end: an end that was not published (or not yet) leaves our count behind.
             if entered:
                 with contextlib.suppress(*TRANSIENT_ERRORS, BrokerError):
                     self._broker.run(protocol.lookup(qk, task_id, protocol.WAIT_LEAVE))
-            pubsub.close()
+            _dropped(pubsub)
 
     def _look(self, qk: QueueKeys, task_id: str, mode: str) -> TaskDetail:
-        look = protocol.parse_lookup(self._retrying(lambda: self._broker.run(protocol.lookup(qk, task_id, mode))))
+        """One look (no retry: :meth:`wait` rides out connection errors itself); TaskNotFound when it is gone."""
+        look = protocol.parse_lookup(self._broker.run(protocol.lookup(qk, task_id, mode)))
         if look.state == "unknown":
             raise TaskNotFound(task_id, f"{qk.service}/{qk.queue}")
         return lifecycle.detail(qk, task_id, look)

@@ -130,8 +130,9 @@ class Guard:
         if spec.unique_s is not None or spec.aggregate is not None or unique_key or group or deadline is not None:
             unique = options.unique_lock(spec, keys, payload_json, unique_key)
             group_join = options.group_join(spec, keys, group, delayed, deadline is not None)
+            dl = options.deadline_ms(now_s, deadline, run_at_ms) if deadline is not None else None
             extra = options.extra_fields(
-                extra, dl=options.deadline_ms(now_s, deadline) if deadline is not None else None,
+                extra, dl=dl,
                 u=unique.digest if unique is not None and unique.until_finished else None, g=group)
         try:
             envelope = encode_new(task_type, payload_json, int(now_s * 1000), extra).encode("utf-8")

@@ -8,6 +8,8 @@ registry, unless the caller names a service or queue) in one round trip; one hit
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -92,6 +94,16 @@ def detail(qk: QueueKeys, task_id: str, look: protocol.Lookup) -> TaskDetail:
     )
 
 
+def wait_timeout(timeout_s: object) -> float | None:
+    """``wait``'s ``timeout_s`` checked: None (no limit) or a number of seconds; zero or less looks once. NaN is
+    refused: every comparison with it is false, so it would neither time out nor pause between looks."""
+    if timeout_s is None:
+        return None
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or math.isnan(timeout_s):
+        raise InvalidOption("timeout_s", f"must be a number of seconds or None (no limit), got {timeout_s!r}")
+    return None if math.isinf(timeout_s) and timeout_s > 0 else float(timeout_s)
+
+
 def cancel_call(qk: QueueKeys, task_id: str, look: protocol.Lookup, now_ms: int) -> protocol.Call:
     """The cancel call for a task a lookup found (its message names its group and unique lock, if any)."""
     group_id = lock = None
@@ -132,3 +144,8 @@ def is_end_of(message: Mapping[str, Any], task_id: str) -> bool:
     """Whether a pub/sub message on a queue's waiters channel announces the end of ``task_id``."""
     data = message.get("data")
     return isinstance(data, bytes) and data.decode("utf-8", "surrogateescape") == task_id
+
+
+def seconds_left(until: float | None) -> float | None:
+    """Seconds left until the monotonic time ``until`` (None: no limit)."""
+    return None if until is None else until - time.monotonic()

@@ -52,12 +52,18 @@ def run_at_ms(now_s: float, process_in: float | None, process_at: float | dateti
     return to_ms(at_s) if at_s > now_s else 0
 
 
-def deadline_ms(now_s: float, deadline: float | datetime) -> int:
-    """The deadline (ms since the epoch) of a task that must start and finish by ``deadline``."""
+def deadline_ms(now_s: float, deadline: float | datetime, run_at_ms: int = 0) -> int:
+    """The deadline (ms since the epoch) of a task that must start and finish by ``deadline``; refused when it
+    is past, or not after the delayed start ``run_at_ms`` (0: none): either way the task could never run."""
     at_s = _instant("deadline", deadline)
     if at_s <= now_s:
         raise InvalidOption("deadline", "is already past: the task could never run; give a later time")
-    return to_ms(at_s)
+    at_ms = to_ms(at_s)
+    if run_at_ms and at_ms <= run_at_ms:
+        raise InvalidOption("deadline", "is not after the delayed start (process_in/process_at): the task would be "
+                                        "archived as deadline_exceeded without running; give a later deadline or "
+                                        "a shorter delay")
+    return at_ms
 
 
 def unique_lock(spec: TaskSpec, keys: QueueKeys, payload_json: str, unique_key: str | None) -> UniqueLock | None:
@@ -80,7 +86,9 @@ def unique_lock(spec: TaskSpec, keys: QueueKeys, payload_json: str, unique_key: 
         raise InvalidOption("unique_key", f"must be a non-empty string of at most {MAX_UNIQUE_KEY_LEN} "
                                           f"characters, got {unique_key!r}")
     digest = hashlib.sha1(material.encode("utf-8", "surrogatepass")).hexdigest()
-    return UniqueLock(keys.unique(digest), to_ms(spec.unique_s), digest,
+    # At least 1 ms: a window under a millisecond (the schema allows any positive number) would round to PX 0,
+    # which Redis refuses, failing every enqueue of the type.
+    return UniqueLock(keys.unique(digest), max(1, to_ms(spec.unique_s)), digest,
                       spec.unique_policy is UniquePolicy.UNTIL_FINISHED)
 
 

@@ -175,7 +175,8 @@ class Dequeued:
     duplicates: list[str]
     #: The new value of the token counter when it had to be reset (it was not a number), else None.
     seq_reset: str | None = None
-    #: Ids of tasks cancelled while they ran whose lease a crash returned to pending: ended, not leased.
+    #: Ids of tasks cancelled while they ran whose lease a crash returned to pending: leased in this call like the
+    #: others, but to be ended as cancelled (:func:`cancelled`), never run.
     cancelled: list[str] = field(default_factory=list)
 
 
@@ -359,14 +360,25 @@ def parse_sweep(reply: Any) -> SweepResult:
     return SweepResult(frozenset(map(_text, reply[0])), frozenset(map(_text, reply[1])), int(reply[2]))
 
 
-def quarantine(qk: QueueKeys, now_ms: int, items: Sequence[tuple[bytes, str, Envelope]]) -> Call:
-    """Archive quarantined entries: each (entry as stored, id to archive under, envelope with the reason)."""
+#: A quarantined entry to archive: (entry as stored, id to archive under, envelope with the reason), optionally
+#: followed by the "until finished" unique lock the task holds (its key, or None).
+QuarantineItem = tuple[bytes, str, Envelope] | tuple[bytes, str, Envelope, str | None]
+
+
+def quarantine(qk: QueueKeys, now_ms: int, items: Sequence[QuarantineItem]) -> Call:
+    """Archive quarantined entries, releasing the unique lock an archived task holds and telling its waiters."""
     args: list[Arg] = [now_ms]
-    for entry, task_id, envelope in items:
-        args.extend((entry, wire(task_id), envelope))
-    keys = (qk.quarantine, qk.messages, qk.archived, qk.stats, qk.leased, qk.pending, qk.scheduled, qk.retry,
-            qk.completed, qk.lost, qk.cancelled)
-    return Call(QUARANTINE, keys, tuple(args))
+    keys = [qk.quarantine, qk.messages, qk.archived, qk.stats, qk.leased, qk.pending, qk.scheduled, qk.retry,
+            qk.completed, qk.lost, qk.cancelled, qk.waiters]
+    for item in items:
+        entry, task_id, envelope = item[0], item[1], item[2]
+        lock = item[3] if len(item) == 4 else None
+        index = 0
+        if lock is not None:
+            keys.append(lock)
+            index = len(keys)
+        args.extend((entry, wire(task_id), envelope, index))
+    return Call(QUARANTINE, tuple(keys), tuple(args))
 
 
 # -- operators' actions (the Inspector) -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from router.clock import Clock, to_ms
+from router.errors import BrokerError
 from router.registry.model import Registry
 from router.storage import protocol
 from router.storage.broker import SyncBroker
@@ -47,27 +48,40 @@ class Aggregator:
         """Flush each due (queue, group id); returns how many aggregate tasks were enqueued."""
         made = 0
         for qk, group_id in due:
-            made += self.flush(broker, qk, group_id)
+            try:
+                made += self.flush(broker, qk, group_id)
+            except BrokerError as exc:  # Redis refused (a group list of the wrong type): the other groups go on
+                log.warning("group_flush_refused", queue=qk.queue, group=group_id[:200], error=str(exc)[:500])
         return made
 
     def flush(self, broker: SyncBroker, qk: QueueKeys, group_id: str) -> int:
         """Flush one group (up to its max size); 1 when an aggregate task was enqueued."""
         try:
             member_type, name = split_group_id(group_id)
-        except ValueError:
-            member_type, name = group_id, ""
+        except ValueError:  # maintain.lua drops ids that cannot name a group; one slipping through is skipped
+            log.warning("group_id_invalid", queue=qk.queue, group=group_id[:200])
+            return 0
         spec = self._registry.tasks.get(member_type)
         agg = spec.aggregate if spec is not None else None
         limit = agg.max_size if agg is not None else 100
         head = broker.group_head(qk, group_id, limit)
-        if not head:
-            return 0
         now_ms = to_ms(self._clock())
+        if not head:
+            # A due group without members (its list was deleted): flushing nothing drops it from Q:groups, else
+            # every sweep would report it due again.
+            broker.run(protocol.flush(qk, protocol.Flush(group_id, [], "", b""), now_ms, 0, limit))
+            return 0
         items: list[Any] = []
         archived: list[tuple[str, bytes]] = []
         for task_id, raw in head:
             if raw is None:
+                # Its message is gone, so its payload cannot join the aggregate: archived as missing, not counted
+                # as done (get_task would say completed for work that never ran).
                 log.warning("group_member_missing", queue=qk.queue, group=group_id, task_id=task_id)
+                why = f"member {task_id!r} of group {group_id!r} had no stored message when the group was flushed"
+                archived.append((task_id, encode(Envelope(type="<missing>", payload={"group": group_id},
+                                                          enqueued_at_ms=now_ms, reason="missing_message",
+                                                          last_error=why))))
                 continue
             try:
                 env = decode(raw)
@@ -112,7 +126,7 @@ def _first_with(members: list[str], head: list[tuple[str, bytes | None]], archiv
                 keep_items: int) -> list[str]:
     """The shortest prefix of ``members`` holding ``keep_items`` aggregated members (archived and missing ones
     in it are consumed too)."""
-    skipped = {m for m, _ in archived} | {m for m, raw in head if raw is None}
+    skipped = {m for m, _ in archived}
     count = 0
     for i, m in enumerate(members):
         if m not in skipped:

@@ -15,6 +15,9 @@ never retried:
 * ``lease_expired``: a task whose lease expired too many times, see :mod:`router.worker.leases`;
 * ``deadline_exceeded``: a task delivered after its ``deadline``.
 
+A delivery the dequeue marked as cancelled (someone cancelled the task while a worker that then died held it)
+never runs: it ends as cancelled (:meth:`Dispatcher.cancel`), unless its message cannot be read.
+
 Corruption found outside a delivery (stray active members, orphaned messages) is handled by
 :mod:`router.worker.integrity`.
 """
@@ -95,6 +98,21 @@ class Dispatcher:
             max_retry, timeout_s, env.enqueued_at_ms, env.deadline_ms, traceparent=env.traceparent,
         )
         return Delivery(qk, d.member, task, env, entry.is_async, solo=d.lost_leases >= SOLO_FROM_LOST_LEASES), entry
+
+    def cancel(self, qk: QueueKeys, d: RawDelivery) -> None:
+        """End a delivery whose task was cancelled before this lease (see lua/dequeue.lua): it never runs. A message
+        that does not decode is dead-lettered as :meth:`dispatch` would (its lock, if any, cannot be named)."""
+        try:
+            check_task_id(d.task_id)
+            env = decode(d.envelope)
+        except ValueError as exc:
+            self._outcomes.archive_raw(qk, d, "malformed", str(exc))
+            return
+        except MalformedMessage as exc:
+            self._outcomes.archive_raw(qk, d, exc.reason, exc.detail)
+            return
+        self._outcomes.cancel_leased(qk, d.member, d.task_id, env, "cancelled while it ran; its worker died "
+                                     "before stopping it, so it ends now instead of running again")
 
     def _payload_problem(self, spec: TaskSpec, payload: Mapping[str, Any]) -> str | None:
         """Why ``payload`` violates its task's schema, or None (the fast path first, as the guard does)."""

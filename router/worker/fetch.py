@@ -185,14 +185,15 @@ class Fetcher:
             log.warning("duplicate_reference_dropped", queue=qk.queue, ids=dequeued.duplicates[:20],
                         count=len(dequeued.duplicates), note="a pending id of a task already leased or in another "
                         "state; the task runs once")
-        if dequeued.cancelled:
-            log.info("task_cancelled", queue=qk.queue, ids=dequeued.cancelled[:20], count=len(dequeued.cancelled),
-                     note="cancelled while it ran; its worker died before stopping it, so it ends now")
         if dequeued.seq_reset is not None:
             log.warning("token_counter_reset", queue=qk.queue, value=dequeued.seq_reset,
                         note="the delivery token counter was not a number")
         jobs: list[Job] = []
+        cancelled = set(dequeued.cancelled)
         for raw in dequeued.deliveries:
+            if raw.task_id in cancelled:
+                self._dispatcher.cancel(qk, raw)  # settled as cancelled with the next round trip, never run
+                continue
             found = self._dispatcher.dispatch(qk, raw)
             if found is not None:
                 run, entry = found

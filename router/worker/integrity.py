@@ -81,13 +81,17 @@ class Integrity:
             if done == 0:  # another worker took them meanwhile, or they were re-referenced: look again
                 continue
 
-    def _archived_as(self, qk: QueueKeys, entry: bytes, stored: dict[bytes, bytes | None]) -> tuple[bytes, str, bytes]:
+    def _archived_as(self, qk: QueueKeys, entry: bytes,
+                     stored: dict[bytes, bytes | None]) -> tuple[bytes, str, bytes, str | None]:
         kind, _, rest = entry.partition(b"\0")
         now_ms = to_ms(self._clock())
+        lock = None
         if kind == b"orphan":
             task_id = _text(rest)
             why = "the message was referenced by no queue structure (pending, active, retry, scheduled, ...)"
             env = _orphan_envelope(stored.get(rest), now_ms, why)
+            # An orphan never runs, so it never releases its "until finished" lock: the archive does.
+            lock = qk.unique(env.unique) if env.unique else None
         elif kind == b"missing":
             structure, _, raw_id = rest.partition(b"\0")
             task_id = _text(raw_id)
@@ -100,7 +104,7 @@ class Integrity:
             env = Envelope(type="<corrupt>", payload={"structure": "active", "entry": _text(rest)[:10_000]},
                            enqueued_at_ms=now_ms, reason="corrupt", last_error=why)
         log.warning("corrupt_entry_archived", queue=qk.queue, id=task_id, reason=env.reason, error=why)
-        return entry, task_id, encode(env)
+        return entry, task_id, encode(env), lock
 
 
 def _orphan_envelope(raw: bytes | None, now_ms: int, why: str) -> Envelope:

@@ -139,10 +139,15 @@ class Settlements:
 
     def cancelled(self, run: Delivery, detail: str) -> None:
         """Queue the end of a delivery whose task was cancelled (it stopped, or never started)."""
-        env = replace(run.envelope, reason="cancelled", last_error=detail[:2000])
-        call = protocol.cancelled(run.qk, run.member, to_ms(self._clock()), encode(env), _lock_of(run.qk, run.envelope))
+        self.cancel_leased(run.qk, run.member, run.task.id, run.envelope, detail)
+
+    def cancel_leased(self, qk: QueueKeys, member: str, task_id: str, env: Envelope, detail: str) -> None:
+        """Queue the end, as cancelled, of the leased delivery ``member`` whose message is ``env``; its "until
+        finished" unique lock is released in the same step."""
+        ended = replace(env, reason="cancelled", last_error=detail[:2000])
+        call = protocol.cancelled(qk, member, to_ms(self._clock()), encode(ended), _lock_of(qk, env))
         self._outbox.append((call, "cancelled"))
-        log.info("task_cancelled", task_id=run.task.id, type=run.task.type, queue=run.qk.queue, detail=detail[:500])
+        log.info("task_cancelled", task_id=task_id, type=env.type, queue=qk.queue, detail=detail[:500])
 
     def _observe(self, queue: str, task_type: str, outcome: Settled, reason: str | None) -> None:
         assert self._observer is not None

@@ -7,7 +7,10 @@
 -- list of (what, detail) pairs the worker logs: ('duplicate', id) for a pending id that was already leased, or is
 -- in another state (a second reference, dropped: the task runs once), ('seq_reset', new value) when the token
 -- counter was not a non-negative number, ('cancelled', id) for a task cancelled while it ran whose lease a crash
--- returned to pending: it moves to Q:cancelled instead of running again.
+-- returned to pending: it is leased like the others, but the worker must end it as cancelled (lua/cancelled.lua,
+-- which also releases its unique lock and tells its waiters) instead of running it. Ending it here would leave
+-- its "until finished" lock held, since this script cannot name that key; and a worker dying before it settles
+-- leaves the request in Q:cancelreq, so the next dequeue asks again. KEYS[16] and KEYS[17] are not written.
 -- Each task moves from pending to active as "<id>:<token>", scored by its lease deadline taken from Redis's own
 -- clock (so hosts' clock skew cannot expire leases early), and Q:leased records its current token. When work is
 -- left after this batch, the wake list is refilled so another idle worker wakes up too.
@@ -60,14 +63,11 @@ for i = 1, n do
     duplicates = duplicates + 1
     notes[#notes + 1] = 'duplicate'
     notes[#notes + 1] = id
-  elseif requests and env and redis.call('HDEL', KEYS[15], id) == 1 then
-    redis.call('ZADD', KEYS[16], math.floor(deadline - tonumber(ARGV[1])), id)
-    redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
-    redis.call('HDEL', KEYS[7], id)
-    if redis.call('HDEL', KEYS[17], id) == 1 then redis.call('PUBLISH', KEYS[17], id) end
-    notes[#notes + 1] = 'cancelled'
-    notes[#notes + 1] = id
   else
+    if requests and env and redis.call('HEXISTS', KEYS[15], id) == 1 then
+      notes[#notes + 1] = 'cancelled'
+      notes[#notes + 1] = id
+    end
     local token = string.format('%.0f', first + i)
     redis.call('ZADD', KEYS[2], deadline, id .. ':' .. token)
     redis.call('HSET', KEYS[8], id, token)

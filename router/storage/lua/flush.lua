@@ -4,7 +4,7 @@
 -- ARGV[1] group name  ARGV[2] n (members consumed)  ARGV[3] aggregate task id ('' when every member was archived)
 -- ARGV[4] aggregate envelope  ARGV[5] now (ms)  ARGV[6] ms until the rest of the group is due (if members remain)
 -- ARGV[7] max size  then the n member ids (as read, oldest first), then (id, envelope) pairs of members archived
--- instead (their messages could not be read)
+-- instead (their messages were unreadable or gone, or their type no longer aggregates; counted as archived)
 -- The step is atomic and checks that the group still starts with exactly those n members (another worker may have
 -- flushed it meanwhile: then nothing changes and 0 is returned), so a worker dying around a flush loses no member
 -- and duplicates none. An aggregated member ends as done (its tombstone in Q:done; its work is the aggregate's);
@@ -16,12 +16,14 @@ for i = 1, n do
   if head[i] ~= ARGV[7 + i] then return 0 end
 end
 redis.call('LTRIM', KEYS[1], n, -1)
-local archived = {}
+local archived, dead = {}, 0
 for i = 8 + n, #ARGV, 2 do
   archived[ARGV[i]] = true
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[8], ARGV[5], ARGV[i])
+  dead = dead + 1
 end
+if dead > 0 then redis.call('HINCRBY', KEYS[5], 'archived', dead) end
 for i = 1, n do
   local id = head[i]
   if not archived[id] then
@@ -30,7 +32,7 @@ for i = 1, n do
   end
   if redis.call('HDEL', KEYS[10], id) == 1 then redis.call('PUBLISH', KEYS[10], id) end
 end
-redis.call('HINCRBY', KEYS[5], 'aggregating', -n)
+if n > 0 then redis.call('HINCRBY', KEYS[5], 'aggregating', -n) end  -- '-0' is not an integer to Redis
 if ARGV[3] ~= '' and redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) == 1 then
   redis.call('LPUSH', KEYS[3], ARGV[3])
   if redis.call('LLEN', KEYS[4]) == 0 then redis.call('LPUSH', KEYS[4], '1') end

@@ -8,8 +8,9 @@
 -- raised. An active member that is not "<id>:<token>" is corrupt: it moves to Q:quarantine, where a worker archives
 -- it with reason 'corrupt'. Due tasks go to the back of pending.
 -- Returns {recovered, promoted, ms until the next lease expiry, due task or group flush (-1: none), pending count,
--- quarantined entries waiting, names of aggregation groups due to be flushed (at most 10)}. The pending count lets idle workers notice work that no wake token announced (an unpaused
--- queue). An idle queue costs three ZRANGE calls: the range scans run only when the earliest entry is due.
+-- quarantined entries waiting, names of aggregation groups due to be flushed (at most 10; when more are due, the
+-- ms until the next sweep is 0)}. The pending count lets idle workers notice work that no wake token announced (an
+-- unpaused queue). An idle queue costs three ZRANGE calls: the range scans run only when the earliest entry is due.
 local now, grace, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -63,17 +64,34 @@ for _, key in ipairs({KEYS[3], KEYS[4]}) do
   end
 end
 
-local groups = {}
-local first_group = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
-if first_group[2] then
-  local at = tonumber(first_group[2])
-  if at <= redis_now then
-    groups = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', redis_now, 'LIMIT', 0, 10)
-  else
-    local due_in = at - redis_now
-    if next_in < 0 or due_in < next_in then next_in = due_in end
-  end
+-- A group id is "<member type>:<name>" (router.storage.keys.group_id_of); anything else cannot name a group list,
+-- so no worker could ever flush it: it is dropped here (counted as stale bookkeeping) instead of being reported due
+-- at every sweep.
+local function group_id(g)
+  local member_type, name = string.match(g, '^([%w][%w_.:%-]*):([%w][%w_.%-]*)$')
+  return member_type and #member_type <= 128 and #name <= 64
 end
+local groups, stale_groups = {}, 0
+local first_group = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
+local later = first_group  -- the earliest group not yet due (flushing the due ones does not make it due sooner)
+if first_group[2] and tonumber(first_group[2]) <= redis_now then
+  for _, g in ipairs(redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', redis_now, 'LIMIT', 0, 11)) do
+    if not group_id(g) then
+      redis.call('ZREM', KEYS[10], g)
+      stale_groups = stale_groups + 1
+    elseif #groups < 10 then
+      groups[#groups + 1] = g
+    else
+      next_in = 0  -- more are due than one sweep reports: sweep again at once, not after maintenance_s
+    end
+  end
+  later = redis.call('ZRANGEBYSCORE', KEYS[10], '(' .. redis_now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+end
+if later[2] then
+  local due_in = tonumber(later[2]) - redis_now
+  if next_in < 0 or due_in < next_in then next_in = due_in end
+end
+if stale_groups > 0 then redis.call('HINCRBY', KEYS[7], 'stale_bookkeeping', stale_groups) end
 
 if recovered + promoted > 0 then
   if redis.call('LLEN', KEYS[6]) == 0 then redis.call('LPUSH', KEYS[6], '1') end
