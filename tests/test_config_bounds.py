@@ -264,3 +264,13 @@ def test_a_reference_to_data_that_is_not_a_schema_is_refused(tmp_path: Path) -> 
     path = write(tmp_path, "services.yaml", _task_yaml('{required: [a], properties: {x: {$ref: "#/required"}}}'))
     problem = only(problems(path), "payload-schema")
     assert "not at a schema" in problem.message and problem.line == 6
+
+
+@pytest.mark.parametrize("field", ["max_payload_bytes", "max_result_bytes"])
+def test_payload_and_result_limits_stay_within_what_a_worker_reads(tmp_path: Path, field: str) -> None:
+    """A worker refuses a stored message over 16 MiB: a payload or result limit above 7 MiB each would be accepted
+    and then not honoured, so the load refuses it."""
+    assert router.load(write(tmp_path, "ok.yaml", f"version: 1\nlimits: {{{field}: 7340032}}\n"), env={})
+    with pytest.raises(router.ConfigError) as caught:
+        router.load(write(tmp_path, "big.yaml", f"version: 1\nlimits: {{{field}: 7340033}}\n"), env={})
+    assert [p.code for p in caught.value.problems] == ["schema-range"]

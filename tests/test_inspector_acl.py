@@ -12,6 +12,7 @@ import router
 from router.errors import BrokerError
 from router.ops.inspector import Inspector
 from router.ops.localredis import RedisServer
+from router.storage import protocol
 
 SERVICES = {"email": {"prefix": "email", "queues": {"default": 1}, "tasks": {"email.x": task()}}}
 
@@ -48,22 +49,29 @@ def test_the_operator_list_runs_every_query_and_action(fresh_redis_server: Redis
         assert ins.pause("email", "default").done == 1 and ins.unpause("email", "default").done == 1
         assert ins.run("email", "default", ["dead0", "later"]).done == 2
         assert ins.run_all("email", "default", "archived", batch=2).done == 4
+        with router.Client(build_registry(url, SERVICES), url=url) as client:  # a waiter: delete must publish
+            client._broker.run(protocol.lookup(qk(ins.registry, "email"), "dead0", protocol.WAIT_ENTER))
         assert ins.delete("email", "default", ["dead0"]).done == 1
-        assert ins.delete_all("email", "default", "pending", batch=7).done == 35
+        assert ins.task("later").state is router.TaskState.PENDING  # run made it pending
+        first = ins.tasks("email", "default", "pending", limit=1).tasks[0].id
+        assert ins.cancel(first).outcome is router.CancelOutcome.CANCELLED
+        assert ins.delete_all("email", "default", "pending", batch=7).done == 34  # one was cancelled
         assert ins.queue("email", "default").sizes["pending"] == 0
 
 
-@pytest.mark.parametrize("action", ["pause", "run", "delete", "delete_all"])
+@pytest.mark.parametrize("action", ["pause", "run", "delete", "delete_all", "cancel"])
 def test_the_viewer_list_runs_every_query_and_no_action(fresh_redis_server: RedisServer, action: str) -> None:
     _fill(fresh_redis_server)
     url = _create(fresh_redis_server, "email-viewer", _acl_rules("email-viewer"))
     with Inspector(build_registry(url, SERVICES), url) as ins:
         _queries(ins)
+        assert ins.task("dead0").state is router.TaskState.ARCHIVED
         calls = {
             "pause": lambda: ins.pause("email", "default"),
             "run": lambda: ins.run("email", "default", ["dead0"]),
             "delete": lambda: ins.delete("email", "default", ["later"]),
             "delete_all": lambda: ins.delete_all("email", "default", "archived"),
+            "cancel": lambda: ins.cancel("later"),
         }
         with pytest.raises(BrokerError, match="grant the service's ACL user"):
             calls[action]()

@@ -138,3 +138,23 @@ def test_async_wait(redis_url: str) -> None:
 
     done = asyncio.run(main())
     assert (done.state, done.reason) == (router.TaskState.ARCHIVED, "max_retry_exceeded")
+
+
+def test_a_waiter_is_told_when_an_operator_deletes_the_task(redis_url: str) -> None:
+    from router.ops.inspector import Inspector  # noqa: PLC0415 - the operator's side of the test
+
+    reg = build_registry(redis_url, SERVICES)
+    looks: list[str] = []
+    with router.Client(reg, url=redis_url) as c, Inspector(reg, redis_url) as ins:
+        info = c.enqueue("svc.bare", {})
+        original = Client._look
+
+        def counting(self: Client, *args: Any) -> Any:
+            looks.append(args[2])
+            return original(self, *args)
+
+        c._look = counting.__get__(c)  # type: ignore[method-assign]
+        threading.Timer(0.3, lambda: ins.delete("svc", "default", [info.id])).start()
+        with pytest.raises(router.TaskNotFound):
+            c.wait(info, timeout_s=20)
+    assert len(looks) == 2, looks  # told by the publication, not by the 2 s re-check

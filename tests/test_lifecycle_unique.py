@@ -173,3 +173,21 @@ def test_unique_tasks_on_a_cluster(cluster_url: str) -> None:
         _worker(reg, url).run(burst=True)
         assert c.get_task(first).state is router.TaskState.COMPLETED
         c.enqueue("svc.until", {"n": 1})
+
+
+def test_a_deleted_holder_frees_its_until_finished_lock_but_not_a_ttl_one(redis_url: str) -> None:
+    """An operator deleting the task that holds an "until finished" lock frees the lock for the next enqueue (the
+    lock's holder has no message: the lock is stale); a "ttl" lock means "one per window" and stays."""
+    from router.ops.inspector import Inspector  # noqa: PLC0415 - the operator's side of the test
+
+    reg = build_registry(redis_url, SERVICES)
+    with router.Client(reg, url=redis_url) as c, Inspector(reg, redis_url) as ins:
+        held = c.enqueue("svc.until", {"n": 5})
+        ttl = c.enqueue("svc.ttl", {"n": 5})
+        assert ins.delete("svc", "default", [held.id, ttl.id]).done == 2
+        again = c.enqueue("svc.until", {"n": 5})  # took the stale lock over
+        with pytest.raises(router.DuplicateTask) as caught:
+            c.enqueue("svc.until", {"n": 5})
+        assert caught.value.existing_id == again.id
+        with pytest.raises(router.DuplicateTask):
+            c.enqueue("svc.ttl", {"n": 5})

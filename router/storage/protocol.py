@@ -131,7 +131,7 @@ def enqueue(qk: QueueKeys, items: Sequence[EnqueueItem]) -> Call:
         opts = ""
         if item.unique is not None:
             keys.append(item.unique.key)
-            opts = f"u {len(keys)} {item.unique.ttl_ms}"
+            opts = f"u {len(keys)} {item.unique.ttl_ms} {int(item.unique.until_finished)}"
         if item.group is not None:
             g = item.group
             keys.append(g.key)
@@ -418,7 +418,7 @@ def parse_run(reply: Any) -> list[str]:
 
 def _delete_keys(qk: QueueKeys) -> tuple[str, ...]:
     return (qk.pending, qk.scheduled, qk.retry, qk.archived, qk.completed, qk.messages, qk.lost, qk.leased,
-            qk.stats, qk.cancelled)
+            qk.stats, qk.cancelled, qk.waiters)
 
 
 def delete(qk: QueueKeys, state: str, task_ids: Sequence[str]) -> Call:

@@ -3,13 +3,16 @@
 -- KEYS[1] Q:msg  KEYS[2] Q:pending  KEYS[3] Q:wake  KEYS[4] Q:stats  KEYS[5] Q:done  KEYS[6] Q:scheduled
 -- KEYS[7] Q:groups  KEYS[8] Q:groupstart, then the unique-lock and group keys the items name by index
 -- ARGV    repeated quadruples: task id, envelope, run-at (ms since the epoch; 0 = now), options ('' for none):
---           'u <lock key index> <lock ms>'                                         a unique task's lock
+--           'u <lock key index> <lock ms> <1 if until finished, else 0>'           a unique task's lock
 --           'g <group key index> <grace ms> <max delay ms> <max size> <name>'        join a group
 --         both kinds may be given, separated by '|'.
 -- Returns a (code, detail) pair per item: 1 created; 2 the identical message was already stored, or this id holds
 -- the lock (a repeated request: success); 0 the id is taken, by a stored task or by one completed recently
 -- (conflict); 3 a unique task's lock is held by another task (detail: that task's id). Nothing is written for
 -- codes 0, 2 and 3.
+-- An "until finished" lock whose holder has no message any more is stale (an operator deleted the task, or its
+-- message was lost: every end that keeps or drops the message releases the lock first), so it is taken over; a
+-- "ttl" lock is kept whatever became of its holder: it means "at most one per window".
 -- A group's flush time (Q:groups, Redis's clock) is the earliest of: its first member's arrival + max delay, the
 -- last arrival + grace, or now once it holds max size members.
 local out = {}
@@ -24,7 +27,7 @@ local function now_ms()
 end
 for i = 1, #ARGV, 4 do
   local id, env, run_at, opts = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local lock_ki, lock_ms = string.match(opts, 'u (%d+) (%d+)')
+  local lock_ki, lock_ms, until_finished = string.match(opts, 'u (%d+) (%d+) (%d)')
   local group_ki, grace, delay, size, name = string.match(opts, 'g (%d+) (%d+) (%d+) (%d+) ([^|]+)')
   local code, detail = nil, ''
   if redis.call('ZSCORE', KEYS[5], id) then
@@ -34,7 +37,13 @@ for i = 1, #ARGV, 4 do
     local lock = KEYS[tonumber(lock_ki)]
     if not redis.call('SET', lock, id, 'NX', 'PX', lock_ms) then
       local holder = redis.call('GET', lock)
-      if holder == id then code = 2 else code, detail = 3, holder or '' end
+      if holder == id then
+        code = 2
+      elseif until_finished == '1' and holder and redis.call('HEXISTS', KEYS[1], holder) == 0 then
+        redis.call('SET', lock, id, 'PX', lock_ms)
+      else
+        code, detail = 3, holder or ''
+      end
     end
   end
   if not code and redis.call('HSETNX', KEYS[1], id, env) == 0 then
