@@ -10,7 +10,7 @@ import redis
 from enginekit import build_registry, qk, task
 
 import router
-from router.storage import broker as broker_module
+from router.storage import line as line_module
 from router.storage import protocol
 from router.storage.broker import SyncBroker
 from router.storage.connection import Role, connect
@@ -98,7 +98,7 @@ def test_line_reconnects_after_an_interrupt(redis_url: str) -> None:
 def test_line_closed_by_the_server_while_idle_is_replaced_before_use(
     redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broker_module, "IDLE_CHECK_S", 0.0)  # check before every use instead of after 1 s idle
+    monkeypatch.setattr(line_module, "IDLE_CHECK_S", 0.0)  # check before every use instead of after 1 s idle
     keys = qk(build_registry(redis_url, SERVICES), "svc")
     broker = SyncBroker(connect(redis_url, Role.PRODUCER))
     try:

@@ -66,7 +66,8 @@ def test_every_builder_is_covered() -> None:
     builders = {
         name
         for name, fn in inspect.getmembers(protocol, inspect.isfunction)
-        if fn.__module__ == protocol.__name__ and inspect.signature(fn).return_annotation in ("Call", protocol.Call)
+        if fn.__module__.startswith(f"{protocol.__name__}.")
+        and inspect.signature(fn).return_annotation in ("Call", protocol.Call)
     }
     assert builders == set(BUILDERS), "add an example call for each new protocol builder to BUILDERS"
     scripts = {BUILDERS[name](SAMPLE_QUEUES[0]).script.name for name in BUILDERS}

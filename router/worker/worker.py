@@ -47,7 +47,7 @@ from router.worker.fetch import Fetcher, QueueOrder
 from router.worker.heartbeat import Heartbeat
 from router.worker.integrity import SWEEP_EVERY_S, Integrity
 from router.worker.leases import Leases
-from router.worker.observe import TaskObserver
+from router.worker.observe import Guarded, TaskObserver
 from router.worker.preflight import wait_for_redis, warn_about_server
 from router.worker.settings import WorkerSettings
 from router.worker.settlement import ArchivePolicy, Settlements
@@ -93,7 +93,7 @@ class Worker:
         metrics); None costs nothing. ``tracing``: each handler runs in a consumer span joined to the producer's
         trace (None: when OpenTelemetry is installed; see :mod:`router.tracing`)."""
         self.registry = registry
-        self._observer = metrics
+        self._observer = Guarded(metrics) if metrics is not None else None
         self.app = app
         self.spec: ServiceSpec = registry.service(service or app.name)
         base = settings or WorkerSettings(concurrency=self.spec.concurrency)
@@ -310,7 +310,7 @@ class Worker:
     def _settle(self, run: Delivery, outcome: Outcome) -> None:
         self._state.running.pop(run.member, None)
         if self._observer is not None:
-            self._observe_finish(run, outcome)
+            self._observer.task_finished(run.task, outcome.duration_s, outcome.error)
         if run.abandoned:
             return
         if outcome.error is None:
@@ -321,21 +321,11 @@ class Worker:
         else:
             self._outcomes.fail(run, outcome.error)
 
-    def _observe_finish(self, run: Delivery, outcome: Outcome) -> None:
-        try:
-            assert self._observer is not None
-            self._observer.task_finished(run.task, outcome.duration_s, outcome.error)
-        except Exception as exc:  # an observer's failure is not the task's
-            log.warning("observer_failed", hook="task_finished", error=f"{type(exc).__name__}: {exc}")
-
     def _sample_running(self) -> None:
         """Tell the observer which tasks' handlers run now (a chore of the main loop, and once more at exit)."""
-        runs = [r.task for r in self._state.running.values() if r.started is not None and not r.abandoned]
-        try:
-            assert self._observer is not None
-            self._observer.running(runs)
-        except Exception as exc:  # an observer's failure is not the task's
-            log.warning("observer_failed", hook="running", error=f"{type(exc).__name__}: {exc}")
+        if self._observer is not None:
+            self._observer.running([r.task for r in self._state.running.values()
+                                    if r.started is not None and not r.abandoned])
 
     # -- wiring for the components ----------------------------------------------------------------------------------
     def _notify_signal(self, signum: int) -> None:
@@ -394,7 +384,6 @@ class Worker:
         with contextlib.suppress(WorkerCrashed, *REDIS_ERRORS):
             self._drain_events(block_s=0.0)  # ...which are settled here instead
         settle_and_withdraw(self._broker, self._outcomes, self._heartbeat)
-        if self._observer is not None:
-            self._sample_running()  # what still runs at exit (nothing, unless a sync handler hangs)
+        self._sample_running()  # what still runs at exit (nothing, unless a sync handler hangs)
         self._broker.close()
 
