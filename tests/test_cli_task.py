@@ -66,7 +66,7 @@ def test_the_schemas_match_the_typeddicts() -> None:
 def test_task_shows_a_task_in_text_and_json(invoke: Callable[..., InProcess], shop: dict[str, Any]) -> None:
     with router.Client(shop["reg"], url=shop["url"]) as c:
         info = c.enqueue("shop.order", {"n": 7}, queue="critical")
-    text = invoke("task", info.id, "--registry", shop["path"], "--url", shop["url"])
+    text = invoke("task", "shop", info.id, "--registry", shop["path"], "--url", shop["url"])
     assert text.code == 0, text.output
     assert "state      pending" in text.output and "where      shop/critical" in text.output
     assert 'payload    {"n": 7}' in text.output
@@ -75,28 +75,28 @@ def test_task_shows_a_task_in_text_and_json(invoke: Callable[..., InProcess], sh
     app.add("shop.once", lambda t: None)
     app.add("shop.lines", lambda t: None)
     router.Worker(shop["reg"], app, url=shop["url"], settings=fast_settings()).run(burst=True)
-    doc = valid("cli-task", invoke("task", info.id, "--service", "shop", "--queue", "critical", *shop["base"],
+    doc = valid("cli-task", invoke("task", "shop", info.id, "--queue", "critical", *shop["base"],
                                    "--format", "json").output)
     assert (doc["state"], doc["result"], doc["result_kept"], doc["finished"]) == ("completed", {"total": 14}, True,
                                                                                  True)
-    short = invoke("task", info.id, "-s", "shop", "-q", "critical", *shop["base"])
+    short = invoke("task", "shop", info.id, "-q", "critical", *shop["base"])
     assert "result     {\"total\": 14}" in short.output
 
 
 def test_task_exit_codes(invoke: Callable[..., InProcess], shop: dict[str, Any]) -> None:
-    missing = invoke("task", "ghost", *shop["base"])
+    missing = invoke("task", "shop", "ghost", *shop["base"])
     assert missing.code == 6 and "no task 'ghost'" in missing.output
     with router.Client(shop["reg"], url=shop["url"]) as c:
         c.enqueue("shop.order", {}, task_id="twice")
         c.enqueue("shop.order", {}, task_id="twice", queue="critical")
-    ambiguous = invoke("task", "twice", *shop["base"])
+    ambiguous = invoke("task", "shop", "twice", *shop["base"])
     assert ambiguous.code == 2 and "shop/default, shop/critical" in ambiguous.output
-    assert invoke("task", "twice", "--queue", "nope", *shop["base"]).code == 2
-    assert invoke("task", "twice", "--service", "nope", *shop["base"]).code == 2
+    assert invoke("task", "shop", "twice", "--queue", "nope", *shop["base"]).code == 2
+    assert invoke("task", "nope", "twice", *shop["base"]).code == 2
     broken = shop["tmp"] / "broken.yaml"
     broken.write_text("version: 1\nservices: {shop: {tasks: {x: {queue: nope}}}}\n")
-    assert invoke("task", "twice", "--registry", str(broken), "--url", shop["url"]).code == 1
-    down = invoke("task", "twice", "--registry", shop["path"], "--url", DOWN)
+    assert invoke("task", "shop", "twice", "--registry", str(broken), "--url", shop["url"]).code == 1
+    down = invoke("task", "shop", "twice", "--registry", shop["path"], "--url", DOWN)
     assert down.code == 4 and "Traceback" not in down.output
 
 
@@ -105,20 +105,21 @@ def test_cancel_reports_each_outcome_and_exits_6_for_the_unknown(invoke: Callabl
     with router.Client(shop["reg"], url=shop["url"]) as c:
         later = c.enqueue("shop.order", {}, process_in=600)
         line = c.enqueue("shop.line", {"x": 1}, group="g")
-    res = invoke("cancel", later.id, line.id, "--registry", shop["path"], "--url", shop["url"], "--format", "json")
+    res = invoke("cancel", "shop", later.id, line.id, "--registry", shop["path"], "--url", shop["url"], "--format",
+                 "json")
     assert res.code == 0, res.output
     doc = valid("cli-cancel", res.output)
     assert [(d["outcome"], d["state_before"]) for d in doc] == [("cancelled", "scheduled"),
                                                                ("cancelled", "aggregating")]
-    again = invoke("cancel", later.id, "ghost", "-s", "shop", "-q", "default", *shop["base"])
+    again = invoke("cancel", "shop", later.id, "ghost", "-q", "default", *shop["base"])
     assert again.code == 6 and f"{later.id}: already_cancelled (shop/default, was cancelled)" in again.output
     assert "ghost: unknown" in again.output and "1 task(s) unknown or already finished: ghost" in again.output
-    assert invoke("cancel", "x", "--service", "nope", *shop["base"]).code == 2
-    assert invoke("cancel", "x", "--registry", shop["path"], "--url", DOWN).code == 4
+    assert invoke("cancel", "nope", "x", *shop["base"]).code == 2
+    assert invoke("cancel", "shop", "x", "--registry", shop["path"], "--url", DOWN).code == 4
     broken = shop["tmp"] / "broken.yaml"
     broken.write_text("version: 1\nservices: {shop: {tasks: {x: {queue: nope}}}}\n")
-    assert invoke("cancel", "x", "--registry", str(broken), "--url", shop["url"]).code == 1
-    assert invoke("cancel", "x", "--queue", "nope", *shop["base"]).code == 2
+    assert invoke("cancel", "shop", "x", "--registry", str(broken), "--url", shop["url"]).code == 1
+    assert invoke("cancel", "shop", "x", "--queue", "nope", *shop["base"]).code == 2
 
 
 def test_enqueue_lifecycle_options(invoke: Callable[..., InProcess], shop: dict[str, Any]) -> None:
@@ -136,7 +137,7 @@ def test_enqueue_lifecycle_options(invoke: Callable[..., InProcess], shop: dict[
     assert invoke("enqueue", "shop.line", *base, "--payload", "{}").code == 2  # a member needs --group
 
 
-@pytest.mark.parametrize("command", [("task", "x"), ("cancel", "x")], ids=lambda c: c[0])
+@pytest.mark.parametrize("command", [("task", "shop", "x"), ("cancel", "shop", "x")], ids=lambda c: c[0])
 def test_router_registry_and_router_redis_url_stand_in_for_the_options(
     invoke: Callable[..., InProcess], shop: dict[str, Any], command: tuple[str, ...]
 ) -> None:

@@ -72,6 +72,8 @@ class Actions:
     def _find(self, task_id: str, service: str | None, queue: str | None) -> tuple[QueueKeys, protocol.Lookup]:
         if service is not None and queue is not None:
             self.queue_keys(service, queue)  # UnknownService / UnknownQueue, as every action says it
+        elif service is not None:
+            self.registry.service(service)
         task_id, queues = lifecycle.candidates(self.registry, task_id, service, queue)
         return lifecycle.pick(task_id, queues, self._broker.run_many(lifecycle.lookups(task_id, queues)))
 

@@ -1,8 +1,8 @@
 """The operator's commands on top of the Inspector: ``router queues``, ``tasks``, ``workers``, ``cron`` (listings,
 each with ``--format json``), ``pause``, ``unpause``, ``run``, ``delete`` (actions; bulk ones ask for confirmation
-unless ``--yes`` and show a progress bar) and ``enqueue`` (through the guard).
+unless ``--yes`` and show a progress bar). One task's commands are in :mod:`router.ops.cli_task`.
 
-Each command parses, calls one Inspector (or Client) method and maps the outcome to the exit codes of
+Each command parses, calls one Inspector method and maps the outcome to the exit codes of
 :mod:`router.ops.exitcodes`. The JSON shapes are the TypedDicts of :mod:`router.ops.views`, published as JSON Schemas
 in ``schemas/``.
 """
@@ -12,29 +12,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import click
-from redis.exceptions import RedisError
 
-from router.errors import RouterError
 from router.ops.actions import BATCH
 from router.ops.cliutil import (
     fail,
-    fail_for,
     format_option,
     inspecting,
-    load_registry,
     registry_option,
     url_option,
 )
 from router.ops.exitcodes import ExitCode
 from router.ops.inspector import LISTABLE, MAX_PAGE, Inspector
 from router.ops.views import ActionResult, Progress, QueueInfo, TaskSummary, WorkerInfo
-from router.producer.client import Client
 from router.storage import protocol
 from router.task import TaskState
 
@@ -314,54 +308,4 @@ run = _action_command("run")
 delete = _action_command("delete")
 
 
-@click.command()
-@click.argument("task_type", metavar="TYPE")
-@registry_option
-@url_option
-@click.option("--payload", required=True, help="The payload as a JSON object, or - to read it from stdin.")
-@click.option("--queue", default=None, help="Another queue of the owning service.")
-@click.option("--task-id", default=None, help="Your own task id (an id that exists is refused: exit 6).")
-@click.option("--process-in", type=click.FloatRange(0), default=None, help="Run it this many seconds from now.")
-@click.option("--max-retry", type=click.IntRange(0, 1000), default=None, help="Override the task's max_retry.")
-@click.option("--timeout-s", type=click.FloatRange(0, min_open=True), default=None,
-              help="Override the task's handler timeout.")
-@click.option("--deadline-in", type=click.FloatRange(0, min_open=True), default=None,
-              help="Archive it as deadline_exceeded if it has not finished this many seconds from now.")
-@click.option("--unique-key", default=None, help="For a unique task type: the lock's name instead of the payload.")
-@click.option("--group", default=None, help="For an aggregating task type: the group it waits in.")
-@format_option("{id, type, service, queue, state} (schemas/cli-enqueue.schema.json)")
-def enqueue(task_type: str, registry_path: str, url: str | None, payload: str, queue: str | None,
-            task_id: str | None, process_in: float | None, max_retry: int | None, timeout_s: float | None,
-            deadline_in: float | None, unique_key: str | None, group: str | None, output_format: str) -> None:
-    """Enqueue a task of TYPE through the guard: the registry routes it to its owner's queue and checks the
-    payload against the type's schema before anything reaches Redis.
-
-    Exit codes: 0 enqueued; 1 invalid registry; 2 refused by the guard (unknown type, invalid or too large payload,
-    bad option) or the payload is not JSON; 4 Redis unreachable, or the outcome is unknown (repeat with
-    --task-id); 6 the task id is taken, or a unique task's lock is held (the holder's id is printed).
-    """
-    text = sys.stdin.read() if payload == "-" else payload
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
-    deadline = time.time() + deadline_in if deadline_in is not None else None
-    options = {k: v for k, v in (("queue", queue), ("task_id", task_id), ("process_in", process_in),
-                                 ("max_retry", max_retry), ("timeout_s", timeout_s), ("deadline", deadline),
-                                 ("unique_key", unique_key), ("group", group)) if v is not None}
-    registry = load_registry(registry_path)
-    try:
-        with Client(registry, url) as client:
-            info = client.enqueue(task_type, doc, **options)
-    except RedisError as exc:
-        fail(ExitCode.REDIS, f"cannot reach Redis: {exc}")
-    except RouterError as exc:
-        fail_for(exc)
-    if output_format == "json":
-        _echo_json({"id": info.id, "type": info.type, "service": info.service, "queue": info.queue,
-                    "state": info.state.value})
-    else:
-        click.echo(f"enqueued {info.type} as {info.id} on {info.service}/{info.queue} ({info.state.value})")
-
-
-COMMANDS: tuple[click.Command, ...] = (queues, tasks, workers, cron, pause, unpause, run, delete, enqueue)
+COMMANDS: tuple[click.Command, ...] = (queues, tasks, workers, cron, pause, unpause, run, delete)
