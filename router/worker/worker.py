@@ -54,7 +54,7 @@ from router.worker.settlement import ArchivePolicy, Settlements
 from router.worker.shutdown import REDIS_ERRORS, hand_back, settle_and_withdraw
 from router.worker.state import Delivery, LoopState
 from router.worker.timeouts import fail_timed_out, next_timeout
-from router.worker.waker import Fetched, Waker
+from router.worker.waker import Waker
 
 log = structlog.get_logger(__name__)
 
@@ -130,11 +130,15 @@ class Worker:
         self._leases = Leases(self.queues, s, clock)
         self._integrity = Integrity(self.queues, clock)
         self._aggregator = Aggregator(registry, clock)
-        self._cancellations = Cancellations(self._claim_lock, self._stop_async, self._end_unstarted)
+        # The runner and the waker are made by run(): the lambdas look them up when called.
+        self._cancellations = Cancellations(self._claim_lock, lambda run: self._runner.cancel(run),  # noqa: PLW0108
+                                            self._end_unstarted)
         self._heartbeat = Heartbeat(service_keys(self.spec), self.worker_id, [qk.queue for qk in self.queues],
                                     app, s.concurrency, s.heartbeat_s, clock)
-        self._signals = signals.Signals(self._notify_signal, self._close_gate, self._halt_waker, self._hand_back,
-                                        self._status, self._bound_redis, s.shutdown_timeout_s)
+        self._signals = signals.Signals(self._notify_signal, self._close_gate, self._halt_waker,
+                                        self._hand_back, self._status,
+                                        lambda deadline: setattr(self._broker, "deadline", deadline),
+                                        s.shutdown_timeout_s)
         problems = [p.message for p in compare_handlers(self.spec, registry, app)]
         if problems and not allow_handler_mismatch:
             raise HandlerMismatch(
@@ -164,8 +168,9 @@ class Worker:
         fetch = self._fetch = Fetcher(self.queues, self._order, self.settings, self._state, self._broker,
                                       self._outcomes, self._dispatcher, self._leases, self._runner.submit,
                                       pipelined_wakeups=Waker.thread_count(self.queues, cluster) == 1)
-        waker = self._waker = Waker(self.queues, cluster, block_s, self._blocking_broker, fetch.wake_plan,
-                                    fetch.release, self._on_wake, self._on_fatal)
+        waker = self._waker = Waker(self.queues, cluster, block_s, lambda: SyncBroker(connect(self.url, Role.BLOCKING)),
+                                    fetch.wake_plan, fetch.release, lambda fetched: self._events.put((_WAKE, fetched)),
+                                    lambda exc: self._events.put((_FATAL, exc)))
         self._signals.install()
         watching = threading.Event()
         threading.Thread(target=self._watch_stop, args=(watching,), name="router-stop-watch", daemon=True).start()
@@ -341,18 +346,12 @@ class Worker:
             if not self._gate_open:
                 self._broker.interrupt_if_stuck(UNSTICK_AFTER_S)
 
-    def _stop_async(self, run: Delivery) -> None:
-        self._runner.cancel(run)
-
     def _end_unstarted(self, run: Delivery) -> None:
         self._state.running.pop(run.member, None)
         self._outcomes.cancelled(run, "cancelled before it started")
 
     def _halt_waker(self) -> None:
         self._waker.halt()
-
-    def _bound_redis(self, deadline: float) -> None:
-        self._broker.deadline = deadline
 
     def _status(self) -> dict[str, Any]:
         runs = list(self._state.running.values())
@@ -362,15 +361,6 @@ class Worker:
 
     def _hand_back(self, started: bool) -> None:
         self.stats["requeued"] += hand_back(self._broker, self._state, self._claim_lock, started)
-
-    def _on_wake(self, fetched: Fetched) -> None:
-        self._events.put((_WAKE, fetched))
-
-    def _on_fatal(self, exc: BaseException) -> None:
-        self._events.put((_FATAL, exc))
-
-    def _blocking_broker(self) -> SyncBroker:
-        return SyncBroker(connect(self.url, Role.BLOCKING))
 
     def _shutdown(self) -> None:
         """Put unfinished tasks back to pending at once, settle the finished ones, withdraw the heartbeat.
